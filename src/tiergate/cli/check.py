@@ -1,0 +1,193 @@
+"""``tiergate check``: validate fleet specs and show the cascade they resolve to."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from tiergate.errors import SpecError, SpecIssue
+    from tiergate.spec import Fleet, Tier
+
+
+@click.command("check")
+@click.argument("fleets", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="table for people, json for machines.",
+)
+def command(fleets: tuple[str, ...], output_format: str) -> None:
+    """Validate FLEET spec files and print the resolved cascade.
+
+    Exits 0 when every file is valid and 2 otherwise, after reporting every error of every file.
+    """
+    from tiergate.errors import SpecError
+    from tiergate.spec import load_fleet
+
+    results: list[Fleet | SpecError] = []
+    for path in fleets:
+        try:
+            results.append(load_fleet(path))
+        except SpecError as exc:
+            results.append(exc)
+    if output_format == "json":
+        _print_json(fleets, results)
+    else:
+        _print_tables(fleets, results)
+    if any(isinstance(result, SpecError) for result in results):
+        raise SystemExit(2)
+
+
+def _print_json(fleets: tuple[str, ...], results: list[Fleet | SpecError]) -> None:
+    import json
+
+    from tiergate.errors import SpecError
+
+    documents: list[dict[str, Any]] = []
+    for path, result in zip(fleets, results, strict=True):
+        if isinstance(result, SpecError):
+            errors = [_issue_json(issue) for issue in result.issues]
+            documents.append({"file": path, "valid": False, "errors": errors})
+        else:
+            documents.append({"file": path, "valid": True, **fleet_json(result)})
+    valid = all(document["valid"] for document in documents)
+    click.echo(json.dumps({"valid": valid, "fleets": documents}, indent=2))
+
+
+def fleet_json(fleet: Fleet) -> dict[str, Any]:
+    """The resolved fleet as JSON-ready data (no secrets: only whether an API key is set)."""
+    policy = fleet.fallback
+    return {
+        "defaultModel": fleet.default_model,
+        "strategy": "cascade",
+        "cascade": [_tier_json(tier) for tier in fleet.cascade],
+        "standalone": [_tier_json(tier) for tier in fleet.standalone],
+        "fallback": {
+            "statusCodes": sorted(policy.status_codes),
+            "latencyMs": str(policy.latency_ms) if policy.latency_ms else None,
+            "errorRate": str(policy.error_rate) if policy.error_rate else None,
+        },
+        "warnings": [_issue_json(issue) for issue in fleet.warnings],
+    }
+
+
+def _tier_json(tier: Tier) -> dict[str, Any]:
+    health = tier.health
+    return {
+        "name": tier.name,
+        "provider": tier.provider,
+        "model": tier.model,
+        "baseUrl": tier.base_url,
+        "region": tier.region,
+        "priority": tier.priority,
+        "costPer1kTokens": tier.price_per_1k_tokens,
+        "maxTokens": tier.max_tokens,
+        "apiKeySet": tier.api_key is not None,
+        "healthCheck": None
+        if health is None
+        else {
+            "url": health.url,
+            "intervalMs": round(health.interval_s * 1000),
+            "timeoutMs": round(health.timeout_s * 1000),
+            "unhealthyThreshold": health.unhealthy_threshold,
+            "healthyThreshold": health.healthy_threshold,
+        },
+    }
+
+
+def _issue_json(issue: SpecIssue) -> dict[str, Any]:
+    return {
+        "file": issue.file,
+        "line": issue.line,
+        "column": issue.column,
+        "path": issue.path,
+        "message": issue.message,
+    }
+
+
+def _print_tables(fleets: tuple[str, ...], results: list[Fleet | SpecError]) -> None:
+    from rich.console import Console
+
+    from tiergate.errors import SpecError
+
+    out = Console(highlight=False)
+    err = Console(stderr=True, highlight=False)
+    for path, result in zip(fleets, results, strict=True):
+        if isinstance(result, SpecError):
+            count = len(result.issues)
+            plural = "s" if count != 1 else ""
+            err.print(
+                f"[bold red]{_escape(path)}: invalid[/] ({count} error{plural})", soft_wrap=True
+            )
+            for issue in result.issues:
+                err.print(f"  [red]error[/] {_escape(str(issue))}", soft_wrap=True)
+        else:
+            _print_fleet(out, path, result)
+
+
+def _print_fleet(out: Console, path: str, fleet: Fleet) -> None:
+    from rich.table import Table
+
+    out.print(
+        f"[bold green]{_escape(path)}: valid[/], default model {fleet.default_model}",
+        soft_wrap=True,
+    )
+    table = Table()
+    for header in (
+        "#",
+        "tier",
+        "provider",
+        "upstream model",
+        "endpoint",
+        "$/1k tok",
+        "health check",
+    ):
+        table.add_column(header, overflow="fold")
+    for position, tier in enumerate(fleet.cascade, start=1):
+        table.add_row(str(position), *_tier_cells(tier))
+    for tier in fleet.standalone:
+        table.add_row("-", *_tier_cells(tier))
+    out.print(table)
+    out.print(f"  falls back on: {_escape(describe_fallback(fleet))}")
+    for warning in fleet.warnings:
+        out.print(f"  [yellow]warning[/] {_escape(str(warning))}", soft_wrap=True)
+    out.print()
+
+
+def describe_fallback(fleet: Fleet) -> str:
+    """The fallback policy in one line of words."""
+    policy = fleet.fallback
+    parts = ["connection errors", "timeouts"]
+    if policy.status_codes:
+        parts.append("status " + ", ".join(str(code) for code in sorted(policy.status_codes)))
+    if policy.latency_ms:
+        parts.append(f"no first byte within {policy.latency_ms.limit:g} ms")
+    if policy.error_rate:
+        parts.append(f"tier skipped while its error rate {policy.error_rate}")
+    return "; ".join(parts)
+
+
+def _tier_cells(tier: Tier) -> list[str]:
+    if tier.provider == "bedrock":
+        endpoint = f"bedrock {tier.region or '(region from AWS config)'}"
+    else:
+        endpoint = tier.base_url or ""
+    price = "-" if tier.price_per_1k_tokens is None else f"{tier.price_per_1k_tokens:g}"
+    health = "passive only"
+    if tier.health is not None:
+        health = f"{tier.health.url} every {tier.health.interval_s:g} s"
+    model = tier.model if tier.max_tokens is None else f"{tier.model} (max {tier.max_tokens} tok)"
+    return [tier.name, tier.provider, model, endpoint, price, health]
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)

@@ -1,0 +1,47 @@
+"""The one exception tree of tiergate.
+
+    TiergateError
+     └── SpecError      a fleet spec failed to load or validate; carries every issue found
+
+Lower-level errors (YAML, pydantic, OS) are translated into these in exactly one place each,
+with ``raise ... from``. Errors become CLI messages only at the CLI edge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class TiergateError(Exception):
+    """Base class of every error tiergate raises on purpose."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpecIssue:
+    """One problem in a fleet spec, located in its file.
+
+    ``line`` and ``column`` are 1-based; 0 means the position is unknown (for example a file
+    that could not be read). ``path`` is the field path in the document, such as
+    ``models[1].provider``; empty for the document as a whole.
+    """
+
+    file: str
+    line: int
+    column: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file if self.line == 0 else f"{self.file}:{self.line}:{self.column}"
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class SpecError(TiergateError):
+    """A fleet spec is invalid. ``issues`` lists every problem found, in file order."""
+
+    def __init__(self, issues: Sequence[SpecIssue]) -> None:
+        self.issues = tuple(sorted(issues, key=lambda i: (i.file, i.line, i.column, i.path)))
+        count = len(self.issues)
+        lines = "\n".join(str(issue) for issue in self.issues)
+        super().__init__(f"{count} error{'s' if count != 1 else ''} in fleet spec:\n{lines}")

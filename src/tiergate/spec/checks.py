@@ -1,0 +1,170 @@
+"""Cross-field checks of a fleet spec: names that must refer to models, duplicates, providers.
+
+They read the raw document (not the validated models) so that they run, and report, even when
+field validation failed elsewhere in the file: every error of a file is reported at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tiergate.errors import SpecIssue
+from tiergate.spec.diagnostics import did_you_mean
+from tiergate.spec.yamldoc import Document
+
+
+@dataclass(slots=True)
+class CheckResult:
+    errors: list[SpecIssue] = field(default_factory=list)
+    warnings: list[SpecIssue] = field(default_factory=list)
+
+
+def check_references(doc: Document) -> CheckResult:
+    """Errors and warnings about how the document's parts refer to each other."""
+    result = CheckResult()
+    data: dict[str, object] = doc.data if isinstance(doc.data, dict) else {}
+    raw_models = data.get("models")
+    models: list[object] = raw_models if isinstance(raw_models, list) else []
+    names = _model_names(doc, models, result)
+    raw_routing = data.get("routing")
+    routing: dict[str, object] = raw_routing if isinstance(raw_routing, dict) else {}
+    cascade = _check_cascade(doc, routing, names, result)
+    _check_default(doc, routing, names, cascade, result)
+    for index, entry in enumerate(models):
+        if isinstance(entry, dict):
+            _check_provider_fields(doc, index, entry, result)
+    _check_reachability(doc, models, cascade, result)
+    return result
+
+
+def _model_names(doc: Document, models: list[object], result: CheckResult) -> list[str]:
+    seen: dict[str, int] = {}
+    for index, entry in enumerate(models):
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if not isinstance(name, str):
+            continue
+        if name in seen:
+            first = doc.position(("models", seen[name], "name"))
+            result.errors.append(
+                doc.issue(
+                    ("models", index, "name"),
+                    f"duplicate model name '{name}' (first used by models[{seen[name]}] at line "
+                    f"{first.line}); names must be unique",
+                )
+            )
+        else:
+            seen[name] = index
+    return list(seen)
+
+
+def _check_cascade(
+    doc: Document, routing: dict[str, object], names: list[str], result: CheckResult
+) -> list[str]:
+    order = routing.get("cascadeOrder")
+    if not isinstance(order, list):
+        return []
+    valid: list[str] = []
+    for index, entry in enumerate(order):
+        path = ("routing", "cascadeOrder", index)
+        if not isinstance(entry, str):
+            continue  # field validation reports the type
+        if entry in valid:
+            result.errors.append(doc.issue(path, f"'{entry}' appears twice in the cascade"))
+        elif entry not in names:
+            result.errors.append(doc.issue(path, _unknown_model(entry, names)))
+        else:
+            valid.append(entry)
+    return valid
+
+
+def _check_default(
+    doc: Document,
+    routing: dict[str, object],
+    names: list[str],
+    cascade: list[str],
+    result: CheckResult,
+) -> None:
+    default = routing.get("defaultModel")
+    if not isinstance(default, str):
+        return
+    path = ("routing", "defaultModel")
+    if default not in names:
+        result.errors.append(doc.issue(path, _unknown_model(default, names)))
+    elif cascade and default not in cascade:
+        result.errors.append(
+            doc.issue(path, f"'{default}' is not in routing.cascadeOrder ({', '.join(cascade)})")
+        )
+
+
+def _check_provider_fields(
+    doc: Document, index: int, entry: dict[str, object], result: CheckResult
+) -> None:
+    provider = entry.get("provider")
+    name = entry.get("name", f"models[{index}]")
+    if provider == "openai-compatible":
+        if "baseUrl" not in entry:
+            result.errors.append(
+                doc.issue(
+                    ("models", index),
+                    f"missing required key 'baseUrl' for provider openai-compatible ('{name}'): "
+                    "the URL of the engine's OpenAI API, such as http://vllm:8000/v1",
+                )
+            )
+        if "region" in entry:
+            result.warnings.append(
+                doc.issue(("models", index, "region"), "region is ignored for openai-compatible")
+            )
+    if provider == "bedrock" and isinstance(entry.get("healthCheck"), dict):
+        result.warnings.append(
+            doc.issue(
+                ("models", index, "healthCheck"),
+                "Bedrock has no health endpoint; this tier relies on passive signals and the "
+                "healthCheck is ignored",
+            )
+        )
+    if "costPer1kTokens" not in entry:
+        result.warnings.append(
+            doc.issue(("models", index), f"'{name}' has no costPer1kTokens: its cost counts as 0")
+        )
+
+
+def _check_reachability(
+    doc: Document, models: list[object], cascade: list[str], result: CheckResult
+) -> None:
+    if not cascade:
+        return
+    for index, entry in enumerate(models):
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            continue
+        name = entry["name"]
+        if name not in cascade:
+            result.warnings.append(
+                doc.issue(
+                    ("models", index, "name"),
+                    f"'{name}' is not in routing.cascadeOrder: requests naming it are served by "
+                    "this tier alone, with no fallback",
+                )
+            )
+    priorities = [
+        (entry.get("priority"), entry["name"])
+        for entry in models
+        if isinstance(entry, dict) and entry.get("name") in cascade
+    ]
+    ranked = [
+        name for priority, name in sorted(priorities, key=lambda p: (p[0] is None, p[0] or 0))
+    ]
+    if all(isinstance(p, int) for p, _ in priorities) and ranked != [
+        n for n in cascade if n in ranked
+    ]:
+        result.warnings.append(
+            doc.issue(
+                ("routing", "cascadeOrder"),
+                f"cascadeOrder ({', '.join(cascade)}) disagrees with priority order "
+                f"({', '.join(ranked)}); cascadeOrder wins",
+            )
+        )
+
+
+def _unknown_model(name: str, names: list[str]) -> str:
+    known = ", ".join(names) if names else "none defined"
+    return f"'{name}' names no model{did_you_mean(name, names)}; models: {known}"

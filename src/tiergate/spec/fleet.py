@@ -1,0 +1,134 @@
+"""The resolved fleet: what every consumer works from once the spec is valid.
+
+Frozen dataclasses, no YAML or pydantic left: tiers in cascade order with their health-check
+URLs resolved, and the fallback policy as typed values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import urljoin
+
+from tiergate.errors import SpecIssue
+from tiergate.spec.comparator import Threshold
+from tiergate.spec.models import FleetSpec, ModelEntry
+
+# Used when a fleet gives no fallbackConditions: the statuses that mean "this tier cannot serve
+# now" rather than "this request is wrong". Connection errors and timeouts always fall back.
+DEFAULT_FALLBACK_STATUS_CODES = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True, slots=True)
+class HealthProbe:
+    """An active health check, resolved to an absolute URL and seconds."""
+
+    url: str
+    interval_s: float
+    timeout_s: float
+    unhealthy_threshold: int
+    healthy_threshold: int
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    """One upstream the cascade can send a request to."""
+
+    name: str
+    provider: str
+    model: str
+    base_url: str | None
+    priority: int | None
+    price_per_1k_tokens: float | None
+    max_tokens: int | None
+    region: str | None
+    health: HealthProbe | None
+    api_key: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class FallbackPolicy:
+    """When a request moves on to the next tier (seed: ``fallbackConditions``)."""
+
+    status_codes: frozenset[int]
+    latency_ms: Threshold | None
+    error_rate: Threshold | None
+
+
+@dataclass(frozen=True, slots=True)
+class Fleet:
+    """A validated fleet: the cascade, the tiers outside it, and the fallback policy."""
+
+    source: str
+    default_model: str
+    cascade: tuple[Tier, ...]
+    standalone: tuple[Tier, ...]
+    fallback: FallbackPolicy
+    warnings: tuple[SpecIssue, ...] = ()
+
+    @property
+    def tiers(self) -> tuple[Tier, ...]:
+        """Every tier: the cascade in order, then those outside it."""
+        return self.cascade + self.standalone
+
+
+def resolve(spec: FleetSpec, source: str, warnings: tuple[SpecIssue, ...] = ()) -> Fleet:
+    """Build the :class:`Fleet` of a spec that passed validation and reference checks."""
+    by_name = {entry.name: entry for entry in spec.models}
+    routing = spec.routing
+    if routing.cascade_order:
+        order = list(routing.cascade_order)
+    else:
+        # No explicit order: by priority (entries without one last), then file order.
+        ranked = sorted(
+            enumerate(spec.models), key=lambda p: (p[1].priority is None, p[1].priority or 0, p[0])
+        )
+        order = [entry.name for _, entry in ranked]
+    cascade = tuple(_tier(by_name[name]) for name in order)
+    standalone = tuple(_tier(e) for e in spec.models if e.name not in order)
+    return Fleet(
+        source=source,
+        default_model=routing.default_model or order[0],
+        cascade=cascade,
+        standalone=standalone,
+        fallback=_fallback(spec),
+        warnings=warnings,
+    )
+
+
+def _fallback(spec: FleetSpec) -> FallbackPolicy:
+    conditions = spec.routing.fallback_conditions
+    if conditions is None:
+        return FallbackPolicy(DEFAULT_FALLBACK_STATUS_CODES, None, None)
+    codes: set[int] = set()
+    latency: Threshold | None = None
+    error_rate: Threshold | None = None
+    for condition in conditions:
+        codes.update(condition.status_code or ())
+        latency = condition.latency_ms or latency
+        error_rate = condition.error_rate or error_rate
+    return FallbackPolicy(frozenset(codes), latency, error_rate)
+
+
+def _tier(entry: ModelEntry) -> Tier:
+    health = None
+    check = entry.health_check
+    if check is not None and entry.base_url is not None:
+        health = HealthProbe(
+            url=urljoin(entry.base_url, check.endpoint),
+            interval_s=check.interval_ms / 1000,
+            timeout_s=check.timeout_ms / 1000,
+            unhealthy_threshold=check.unhealthy_threshold,
+            healthy_threshold=check.healthy_threshold,
+        )
+    return Tier(
+        name=entry.name,
+        provider=entry.provider,
+        model=entry.model,
+        base_url=entry.base_url,
+        priority=entry.priority,
+        price_per_1k_tokens=entry.cost_per_1k_tokens,
+        max_tokens=entry.max_tokens,
+        region=entry.region,
+        health=health,
+        api_key=entry.api_key,
+    )

@@ -1,0 +1,154 @@
+"""The fleet spec as pydantic models: the edge where YAML becomes typed values.
+
+Field names are snake_case in Python and camelCase in YAML (the seed's spelling). Every model
+forbids unknown keys, so a misspelt key is an error rather than a silently ignored setting.
+Cross-references (cascade entries, default model, duplicate names) are checked in
+:mod:`tiergate.spec.checks`, which can report them together with these field errors.
+
+Later capabilities add their own top-level sections (keys and budgets, pools, scaling, SLOs,
+observability) as further optional fields of :class:`FleetSpec`; the seed's two sections,
+``routing`` and ``models``, keep their meaning.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from tiergate.spec.comparator import Threshold, parse_threshold
+
+PROVIDERS = ("openai-compatible", "bedrock")
+STRATEGIES = ("cascade",)
+
+Provider = Literal["openai-compatible", "bedrock"]
+ThresholdField = Annotated[Threshold, PlainValidator(parse_threshold), PlainSerializer(str)]
+StatusCode = Annotated[int, Field(ge=100, le=599)]
+
+
+class SpecModel(BaseModel):
+    """Base of every spec section: camelCase keys, unknown keys rejected, immutable."""
+
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, frozen=True)
+
+
+def check_http_url(value: str) -> str:
+    """Accept an absolute http(s) URL with a host; raise ``ValueError`` otherwise."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an absolute http:// or https:// URL with a host, got {value!r}")
+    try:
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError as exc:
+        raise ValueError(f"invalid port in URL {value!r}") from exc
+    return value
+
+
+class HealthCheck(SpecModel):
+    """Active health check of a tier's upstream.
+
+    ``endpoint`` is a path resolved against the origin of the tier's ``baseUrl`` (so ``/health``
+    on ``http://host:8000/v1`` probes ``http://host:8000/health``, where vLLM serves it), or an
+    absolute URL.
+    """
+
+    endpoint: str = "/health"
+    interval_ms: int = Field(default=10_000, gt=0)
+    timeout_ms: int = Field(default=2_000, gt=0)
+    unhealthy_threshold: int = Field(default=3, ge=1)
+    healthy_threshold: int = Field(default=2, ge=1)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        if value.startswith("/"):
+            return value
+        if "://" in value:
+            return check_http_url(value)
+        raise ValueError(f"expected a path starting with '/' or an http(s) URL, got {value!r}")
+
+
+class ModelEntry(SpecModel):
+    """One entry of ``models[]``: a tier of the cascade, served by one upstream."""
+
+    name: str = Field(min_length=1, pattern=r"^\S+$")
+    provider: Provider
+    model: str = Field(min_length=1)
+    base_url: str | None = None
+    priority: int | None = None
+    cost_per_1k_tokens: float | None = Field(default=None, ge=0, alias="costPer1kTokens")
+    max_tokens: int | None = Field(default=None, gt=0)
+    region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d+$")
+    health_check: HealthCheck | None = None
+    api_key: str | None = Field(default=None, repr=False)
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_http_url(value)
+
+
+class FallbackCondition(SpecModel):
+    """One item of ``fallbackConditions``: exactly one of its keys is set."""
+
+    status_code: list[StatusCode] | None = Field(default=None, min_length=1)
+    latency_ms: ThresholdField | None = None
+    error_rate: ThresholdField | None = None
+
+    @field_validator("latency_ms")
+    @classmethod
+    def _latency(cls, value: Threshold | None) -> Threshold | None:
+        if value is not None and value.limit <= 0:
+            raise ValueError(f"expected a latency limit above 0 ms, got {value}")
+        return value
+
+    @field_validator("error_rate")
+    @classmethod
+    def _error_rate(cls, value: Threshold | None) -> Threshold | None:
+        if value is not None and not 0 <= value.limit < 1:
+            raise ValueError(
+                f"expected an error-rate limit between 0 and 1 (a share, 0.1 = 10%), got {value}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> FallbackCondition:
+        present = [v for v in (self.status_code, self.latency_ms, self.error_rate) if v is not None]
+        if len(present) != 1:
+            raise ValueError(
+                "each fallback condition sets exactly one of statusCode, latencyMs, errorRate, "
+                f"got {len(present)}"
+            )
+        return self
+
+
+class Routing(SpecModel):
+    """How requests move through the tiers."""
+
+    default_model: str | None = None
+    strategy: Literal["cascade"] = "cascade"
+    cascade_order: list[str] | None = Field(default=None, min_length=1)
+    fallback_conditions: list[FallbackCondition] | None = None
+
+
+class FleetSpec(SpecModel):
+    """The whole fleet: the single document every tiergate command reads."""
+
+    routing: Routing = Field(default_factory=Routing)
+    models: list[ModelEntry] = Field(min_length=1)
+
+    @field_validator("routing", mode="before")
+    @classmethod
+    def _empty_routing(cls, value: object) -> object:
+        # ``routing:`` with nothing under it is an empty section, not an error.
+        return {} if value is None else value
