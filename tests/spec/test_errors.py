@@ -42,7 +42,7 @@ CASES: dict[str, tuple[str, list[str]]] = {
         VALID.replace("routing:", "routng:"),
         [
             "fleet.yaml:1:1: routng: unknown key 'routng' (did you mean 'routing'?); "
-            "valid keys: routing, models"
+            "valid keys: routing, models, gateway"
         ],
     ),
     "unknown model key": (
@@ -52,14 +52,14 @@ CASES: dict[str, tuple[str, list[str]]] = {
             f"openai-compatible ('self-hosted-qwen3'): {URL_HINT}",
             "fleet.yaml:12:5: models[0].baseURL: unknown key 'baseURL' (did you mean 'baseUrl'?); "
             "valid keys: name, provider, model, baseUrl, priority, costPer1kTokens, maxTokens, "
-            "region, healthCheck, apiKey",
+            "region, healthCheck, apiKey, timeouts, spillover",
         ],
     ),
     "unknown routing key": (
         VALID.replace("cascadeOrder:", "cascadeorder:"),
         [
             "fleet.yaml:3:3: routing.cascadeorder: unknown key 'cascadeorder' (did you mean "
-            "'cascadeOrder'?); valid keys: defaultModel, strategy, cascadeOrder, fallbackConditions"
+            "'cascadeOrder'?); valid keys: defaultModel, strategy, cascadeOrder, fallbackConditions, breaker"
         ],
     ),
     "wrong type: integer": (

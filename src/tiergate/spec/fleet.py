@@ -30,6 +30,26 @@ class HealthProbe:
 
 
 @dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Per-attempt limits on one upstream, in seconds."""
+
+    connect_s: float
+    first_byte_s: float
+    total_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class SpilloverLimits:
+    """When a tier counts as saturated, from its engines' vLLM metrics."""
+
+    metrics_urls: tuple[str, ...]
+    max_waiting: float | None
+    max_kv_cache_usage: float | None
+    scrape_interval_s: float
+    stale_after_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class Tier:
     """One upstream the cascade can send a request to."""
 
@@ -42,6 +62,8 @@ class Tier:
     max_tokens: int | None
     region: str | None
     health: HealthProbe | None
+    timeouts: Timeouts
+    spillover: SpilloverLimits | None = None
     api_key: str | None = field(default=None, repr=False)
 
 
@@ -55,6 +77,21 @@ class FallbackPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class BreakerSettings:
+    """Sliding window and cool-down of the error-rate breaker."""
+
+    window_s: float
+    min_requests: int
+    cooldown_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    max_body_bytes: int
+    drain_timeout_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class Fleet:
     """A validated fleet: the cascade, the tiers outside it, and the fallback policy."""
 
@@ -63,6 +100,8 @@ class Fleet:
     cascade: tuple[Tier, ...]
     standalone: tuple[Tier, ...]
     fallback: FallbackPolicy
+    breaker: BreakerSettings
+    gateway: GatewaySettings
     warnings: tuple[SpecIssue, ...] = ()
 
     @property
@@ -83,14 +122,26 @@ def resolve(spec: FleetSpec, source: str, warnings: tuple[SpecIssue, ...] = ()) 
             enumerate(spec.models), key=lambda p: (p[1].priority is None, p[1].priority or 0, p[0])
         )
         order = [entry.name for _, entry in ranked]
-    cascade = tuple(_tier(by_name[name]) for name in order)
-    standalone = tuple(_tier(e) for e in spec.models if e.name not in order)
+    fallback = _fallback(spec)
+    default_first_byte = fallback.latency_ms.limit / 1000 if fallback.latency_ms else 60.0
+    cascade = tuple(_tier(by_name[name], default_first_byte) for name in order)
+    standalone = tuple(_tier(e, default_first_byte) for e in spec.models if e.name not in order)
+    breaker = routing.breaker
     return Fleet(
         source=source,
         default_model=routing.default_model or order[0],
         cascade=cascade,
         standalone=standalone,
-        fallback=_fallback(spec),
+        fallback=fallback,
+        breaker=BreakerSettings(
+            window_s=breaker.window_ms / 1000,
+            min_requests=breaker.min_requests,
+            cooldown_s=breaker.cooldown_ms / 1000,
+        ),
+        gateway=GatewaySettings(
+            max_body_bytes=spec.gateway.max_body_bytes,
+            drain_timeout_s=spec.gateway.drain_timeout_ms / 1000,
+        ),
         warnings=warnings,
     )
 
@@ -109,7 +160,7 @@ def _fallback(spec: FleetSpec) -> FallbackPolicy:
     return FallbackPolicy(frozenset(codes), latency, error_rate)
 
 
-def _tier(entry: ModelEntry) -> Tier:
+def _tier(entry: ModelEntry, default_first_byte_s: float) -> Tier:
     health = None
     check = entry.health_check
     if check is not None and entry.base_url is not None:
@@ -130,5 +181,29 @@ def _tier(entry: ModelEntry) -> Tier:
         max_tokens=entry.max_tokens,
         region=entry.region,
         health=health,
+        timeouts=Timeouts(
+            connect_s=entry.timeouts.connect_ms / 1000,
+            first_byte_s=(
+                entry.timeouts.first_byte_ms / 1000
+                if entry.timeouts.first_byte_ms
+                else default_first_byte_s
+            ),
+            total_s=entry.timeouts.total_ms / 1000,
+        ),
+        spillover=_spillover(entry),
         api_key=entry.api_key,
+    )
+
+
+def _spillover(entry: ModelEntry) -> SpilloverLimits | None:
+    spill = entry.spillover
+    if spill is None:
+        return None
+    urls = spill.metrics_urls or ([urljoin(entry.base_url, "/metrics")] if entry.base_url else [])
+    return SpilloverLimits(
+        metrics_urls=tuple(urls),
+        max_waiting=spill.max_waiting,
+        max_kv_cache_usage=spill.max_kv_cache_usage,
+        scrape_interval_s=spill.scrape_interval_ms / 1000,
+        stale_after_s=spill.stale_after_ms / 1000,
     )

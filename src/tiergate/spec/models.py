@@ -78,6 +78,42 @@ class HealthCheck(SpecModel):
         raise ValueError(f"expected a path starting with '/' or an http(s) URL, got {value!r}")
 
 
+class Timeouts(SpecModel):
+    """Per-attempt limits on one upstream (tiergate's addition to the seed format)."""
+
+    connect_ms: int = Field(default=5_000, gt=0)
+    # Without it, the routing's latencyMs limit applies, else 60 s.
+    first_byte_ms: int | None = Field(default=None, gt=0)
+    total_ms: int = Field(default=600_000, gt=0)
+
+
+class Spillover(SpecModel):
+    """Load-aware spillover: send new requests to the next tier while this one is saturated.
+
+    The gateway scrapes each engine's Prometheus ``/metrics`` (vLLM names) every
+    ``scrapeIntervalMs``; the tier is saturated while the mean over its engines of
+    ``vllm:num_requests_waiting`` reaches ``maxWaiting`` or of ``vllm:kv_cache_usage_perc``
+    (0-1) reaches ``maxKvCacheUsage``. Data older than ``staleAfterMs`` is ignored.
+    """
+
+    max_waiting: float | None = Field(default=None, ge=0)
+    max_kv_cache_usage: float | None = Field(default=None, gt=0, le=1)
+    metrics_urls: list[str] | None = Field(default=None, min_length=1)
+    scrape_interval_ms: int = Field(default=1_000, gt=0)
+    stale_after_ms: int = Field(default=5_000, gt=0)
+
+    @field_validator("metrics_urls")
+    @classmethod
+    def _urls(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else [check_http_url(url) for url in value]
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> Spillover:
+        if self.max_waiting is None and self.max_kv_cache_usage is None:
+            raise ValueError("spillover needs maxWaiting, maxKvCacheUsage or both")
+        return self
+
+
 class ModelEntry(SpecModel):
     """One entry of ``models[]``: a tier of the cascade, served by one upstream."""
 
@@ -91,6 +127,8 @@ class ModelEntry(SpecModel):
     region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d+$")
     health_check: HealthCheck | None = None
     api_key: str | None = Field(default=None, repr=False)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    spillover: Spillover | None = None
 
     @field_validator("base_url")
     @classmethod
@@ -132,6 +170,14 @@ class FallbackCondition(SpecModel):
         return self
 
 
+class Breaker(SpecModel):
+    """How the ``errorRate`` condition is measured and recovered from."""
+
+    window_ms: int = Field(default=60_000, gt=0)
+    min_requests: int = Field(default=10, ge=1)
+    cooldown_ms: int = Field(default=30_000, gt=0)
+
+
 class Routing(SpecModel):
     """How requests move through the tiers."""
 
@@ -139,6 +185,14 @@ class Routing(SpecModel):
     strategy: Literal["cascade"] = "cascade"
     cascade_order: list[str] | None = Field(default=None, min_length=1)
     fallback_conditions: list[FallbackCondition] | None = None
+    breaker: Breaker = Field(default_factory=Breaker)
+
+
+class Gateway(SpecModel):
+    """Settings of ``tiergate serve`` that belong with the fleet rather than the command line."""
+
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    drain_timeout_ms: int = Field(default=30_000, ge=0)
 
 
 class FleetSpec(SpecModel):
@@ -146,6 +200,7 @@ class FleetSpec(SpecModel):
 
     routing: Routing = Field(default_factory=Routing)
     models: list[ModelEntry] = Field(min_length=1)
+    gateway: Gateway = Field(default_factory=Gateway)
 
     @field_validator("routing", mode="before")
     @classmethod
