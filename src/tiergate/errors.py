@@ -1,7 +1,14 @@
 """The one exception tree of tiergate.
 
     TiergateError
-     └── SpecError      a fleet spec failed to load or validate; carries every issue found
+     ├── SpecError              a fleet spec failed to load or validate; carries every issue found
+     └── UpstreamError          an attempt on one tier's upstream failed before a response
+          ├── UpstreamConnectError   the connection could not be opened
+          ├── UpstreamResetError     the connection broke before the response was complete
+          └── UpstreamTimeoutError        connect, first-byte or total time limit reached
+
+Every ``UpstreamError`` is a transport failure: the cascade moves on to the next tier. Upstream
+HTTP errors are not exceptions but replies with a status, which the cascade policy classifies.
 
 Lower-level errors (YAML, pydantic, OS) are translated into these in exactly one place each,
 with ``raise ... from``. Errors become CLI messages only at the CLI edge.
@@ -45,3 +52,37 @@ class SpecError(TiergateError):
         count = len(self.issues)
         lines = "\n".join(str(issue) for issue in self.issues)
         super().__init__(f"{count} error{'s' if count != 1 else ''} in fleet spec:\n{lines}")
+
+
+class UpstreamError(TiergateError):
+    """An attempt on a tier's upstream failed without a usable response.
+
+    ``reason`` is the short, bounded name used in metrics and in the error's list of attempts.
+    """
+
+    reason = "upstream_error"
+
+    def __init__(self, tier: str, detail: str) -> None:
+        self.tier = tier
+        self.detail = detail
+        super().__init__(f"{tier}: {detail}")
+
+
+class UpstreamConnectError(UpstreamError):
+    reason = "connect_error"
+
+
+class UpstreamResetError(UpstreamError):
+    reason = "reset"
+
+
+class UpstreamTimeoutError(UpstreamError):
+    """``phase`` is ``connect``, ``first_byte`` or ``total``."""
+
+    reason = "timeout"
+
+    def __init__(self, tier: str, detail: str, phase: str) -> None:
+        super().__init__(tier, detail)
+        self.phase = phase
+        if phase == "first_byte":
+            self.reason = "first_byte_timeout"

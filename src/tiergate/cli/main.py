@@ -15,6 +15,7 @@ from tiergate._version import __version__
 # name -> module defining ``command``; one module per command.
 COMMANDS = {
     "check": "tiergate.cli.check",
+    "serve": "tiergate.cli.serve",
 }
 
 

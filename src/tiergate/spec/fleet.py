@@ -123,7 +123,9 @@ def resolve(spec: FleetSpec, source: str, warnings: tuple[SpecIssue, ...] = ()) 
         )
         order = [entry.name for _, entry in ranked]
     fallback = _fallback(spec)
-    default_first_byte = fallback.latency_ms.limit / 1000 if fallback.latency_ms else 60.0
+    # Without a first-byte limit of its own, an attempt gets the routing's latencyMs, else its
+    # total limit: a non-streamed reply's first byte comes only when generation is done.
+    default_first_byte = fallback.latency_ms.limit / 1000 if fallback.latency_ms else None
     cascade = tuple(_tier(by_name[name], default_first_byte) for name in order)
     standalone = tuple(_tier(e, default_first_byte) for e in spec.models if e.name not in order)
     breaker = routing.breaker
@@ -160,7 +162,7 @@ def _fallback(spec: FleetSpec) -> FallbackPolicy:
     return FallbackPolicy(frozenset(codes), latency, error_rate)
 
 
-def _tier(entry: ModelEntry, default_first_byte_s: float) -> Tier:
+def _tier(entry: ModelEntry, default_first_byte_s: float | None) -> Tier:
     health = None
     check = entry.health_check
     if check is not None and entry.base_url is not None:
@@ -186,7 +188,7 @@ def _tier(entry: ModelEntry, default_first_byte_s: float) -> Tier:
             first_byte_s=(
                 entry.timeouts.first_byte_ms / 1000
                 if entry.timeouts.first_byte_ms
-                else default_first_byte_s
+                else default_first_byte_s or entry.timeouts.total_ms / 1000
             ),
             total_s=entry.timeouts.total_ms / 1000,
         ),

@@ -1,0 +1,199 @@
+"""The cascade in motion: attempt tiers in order until one serves, up to the commit point.
+
+For a streamed request the commit point is the first event sent to the client; this module
+returns just before it, so every fallback condition applies to everything before it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import orjson
+
+from tiergate.errors import UpstreamError, UpstreamResetError
+from tiergate.gateway.cascade import (
+    Attempt,
+    Skip,
+    Verdict,
+    exhausted,
+    is_tier_failure,
+    judge_status,
+)
+from tiergate.gateway.inbound import ClientRequest
+from tiergate.gateway.openai_errors import OpenAIError
+from tiergate.gateway.router import Router
+from tiergate.providers import Provider, UpstreamReply, UpstreamRequest, UpstreamStream
+from tiergate.telemetry.metrics import GatewayMetrics
+
+
+@dataclass(slots=True)
+class Served:
+    """The tier that will answer, with its reply or its opened stream and first event."""
+
+    tier: str
+    attempts: list[Attempt]
+    reply: UpstreamReply | None = None
+    stream: UpstreamStream | None = None
+    events: AsyncIterator[bytes] | None = None
+    first_event: bytes = b""
+
+
+@dataclass(slots=True)
+class _Cascade:
+    router: Router
+    request: ClientRequest
+    request_id: str
+    metrics: GatewayMetrics
+    attempts: list[Attempt] = field(default_factory=list)
+    moved_from: tuple[str, str] | None = None  # (tier, reason) of the last tier left behind
+
+    def moved(self, tier: str, reason: str) -> None:
+        self.close_move(tier)
+        self.moved_from = (tier, reason)
+
+    def close_move(self, to_tier: str) -> None:
+        if self.moved_from is not None:
+            source, reason = self.moved_from
+            self.metrics.fallbacks.labels(source, to_tier, reason).inc()
+            self.moved_from = None
+
+
+async def run_cascade(
+    router: Router,
+    request: ClientRequest,
+    tiers: tuple[str, ...],
+    request_id: str,
+    metrics: GatewayMetrics,
+) -> Served:
+    """Find the tier that serves ``request``; raise :class:`OpenAIError` when none can."""
+    cascade = _Cascade(router, request, request_id, metrics)
+    saturated: list[str] = []
+    for name in tiers:
+        reason = router.skip(name, request.endpoint, router.clock())
+        if reason is Skip.SATURATED:
+            saturated.append(name)
+        if reason is not None:
+            cascade.moved(name, reason.value)
+            continue
+        served = await _attempt(cascade, name)
+        if served is not None:
+            return served
+    # Saturation is not failure: when nothing else could serve, saturated tiers still may.
+    for name in saturated:
+        served = await _attempt(cascade, name)
+        if served is not None:
+            return served
+    cascade.close_move("none")
+    status, code, message = exhausted(cascade.attempts)
+    attempts = [
+        {
+            "tier": a.tier,
+            "reason": a.reason,
+            "status": a.status,
+            "latency_ms": round(a.latency_s * 1000, 1),
+        }
+        for a in cascade.attempts
+    ]
+    raise OpenAIError(
+        status, message, type_="upstream_error", code=code, extra={"attempts": attempts}
+    )
+
+
+async def _attempt(cascade: _Cascade, name: str) -> Served | None:
+    router, request = cascade.router, cascade.request
+    tier = router.tiers[name]
+    provider = router.providers[name]
+    cascade.close_move(name)
+    upstream = UpstreamRequest(request.endpoint, request.for_tier(tier.model), cascade.request_id)
+    policy = router.fleet.fallback
+    limit = policy.latency_ms.limit / 1000 if policy.latency_ms else None
+    start = router.clock()
+    served: Served | None = None
+    status: int | None = None
+    try:
+        if request.stream:
+            budget = limit or tier.timeouts.first_byte_s
+            served, status = await _open_stream(provider, upstream, name, cascade.attempts, budget)
+        elif limit is not None:
+            async with asyncio.timeout(limit):
+                reply = await provider.send(upstream)
+            served, status = Served(name, cascade.attempts, reply=reply), reply.status
+        else:
+            reply = await provider.send(upstream)
+            served, status = Served(name, cascade.attempts, reply=reply), reply.status
+    except TimeoutError:
+        _failed(cascade, name, "first_byte_timeout", None, start)
+        return None
+    except UpstreamError as exc:
+        _failed(cascade, name, exc.reason, None, start)
+        return None
+    except _StreamErrorEventError:
+        _failed(cascade, name, "stream_error", 200, start)
+        return None
+    except asyncio.CancelledError:
+        router.release(name, router.clock())
+        raise
+    assert served is not None
+    assert status is not None
+    if judge_status(status, policy) is Verdict.FALLBACK:
+        _failed(cascade, name, "status", status, start)
+        return None
+    now = router.clock()
+    router.record(name, now, ok=not is_tier_failure(status, policy))
+    cascade.attempts.append(Attempt(name, "ok", status, now - start))
+    cascade.metrics.attempts.labels(name, "ok").inc()
+    cascade.metrics.upstream_duration.labels(name).observe(now - start)
+    return served
+
+
+def _failed(cascade: _Cascade, name: str, reason: str, status: int | None, start: float) -> None:
+    now = cascade.router.clock()
+    cascade.router.record(name, now, ok=False)
+    cascade.attempts.append(Attempt(name, reason, status, now - start))
+    cascade.metrics.attempts.labels(name, reason).inc()
+    cascade.metrics.upstream_duration.labels(name).observe(now - start)
+    cascade.moved(name, reason)
+
+
+class _StreamErrorEventError(Exception):
+    """The upstream's first stream event was an error: nothing was committed yet."""
+
+
+async def _open_stream(
+    provider: Provider,
+    upstream: UpstreamRequest,
+    name: str,
+    attempts: list[Attempt],
+    budget_s: float,
+) -> tuple[Served, int]:
+    """Open the stream and read its first event, all within ``budget_s``."""
+    async with asyncio.timeout(budget_s):
+        opened = await provider.stream(upstream)
+        if isinstance(opened, UpstreamReply):
+            return Served(name, attempts, reply=opened), opened.status
+        events = aiter(opened)
+        try:
+            first = await anext(events)
+        except StopAsyncIteration:
+            await opened.aclose()
+            raise UpstreamResetError(name, "stream ended before its first event") from None
+        except BaseException:
+            await opened.aclose()
+            raise
+    if is_error_event(first):
+        await opened.aclose()
+        raise _StreamErrorEventError
+    return Served(name, attempts, stream=opened, events=events, first_event=first), 200
+
+
+def is_error_event(event: bytes) -> bool:
+    """Whether an SSE event carries an error object (OpenAI's or vLLM's older shape)."""
+    if not event.startswith(b"data: {") or b'"error"' not in event:
+        return False
+    try:
+        data = orjson.loads(event[6:])
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(data, dict) and ("error" in data or data.get("object") == "error")

@@ -1,0 +1,158 @@
+"""The runtime of one fleet: providers, breakers, health checks and load signals per tier.
+
+A reload builds a new router and swaps it in; requests already running keep the router they
+started with, and the old one is closed once they are done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+import aiohttp
+
+from tiergate.gateway.breaker import Breaker
+from tiergate.gateway.cascade import Skip, entry_points, skip_reason
+from tiergate.gateway.health import HealthChecker
+from tiergate.gateway.saturation import SaturationMonitor
+from tiergate.providers import Endpoint, Provider, UnsupportedProviderError, create_provider
+from tiergate.spec import Fleet
+from tiergate.telemetry.metrics import BREAKER_STATE_VALUES, GatewayMetrics
+
+log = logging.getLogger(__name__)
+
+
+class Router:
+    """Everything the request path needs to know about the tiers of one fleet."""
+
+    def __init__(
+        self,
+        fleet: Fleet,
+        metrics: GatewayMetrics,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.fleet = fleet
+        self.clock = clock
+        self.tiers = {tier.name: tier for tier in fleet.tiers}
+        self.entries = entry_points(fleet)
+        self.public_names = [tier.name for tier in fleet.tiers]
+        self._metrics = metrics
+        self.providers: dict[str, Provider] = {}
+        for tier in fleet.tiers:
+            try:
+                self.providers[tier.name] = create_provider(tier)
+            except UnsupportedProviderError as exc:
+                log.warning("%s; the tier is skipped", exc)
+        threshold = fleet.fallback.error_rate
+        self.breakers = (
+            {name: Breaker(threshold, fleet.breaker) for name in self.tiers} if threshold else {}
+        )
+        self._probe_session: aiohttp.ClientSession | None = None
+        self._health: HealthChecker | None = None
+        self._saturation: SaturationMonitor | None = None
+        self.in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def start(self) -> None:
+        """Start health checks and load scrapes."""
+        self._probe_session = aiohttp.ClientSession()
+        probes = {t.name: t.health for t in self.fleet.tiers if t.health is not None}
+        limits = {t.name: t.spillover for t in self.fleet.tiers if t.spillover is not None}
+        for name in self.tiers:
+            self._metrics.tier_up.labels(name).set(1)
+            self._metrics.saturated.labels(name).set(0)
+            if self.breakers:
+                self._metrics.breaker_state.labels(name).set(0)
+        self._health = HealthChecker(probes, self._probe_session, on_change=self._health_changed)
+        self._saturation = SaturationMonitor(
+            limits, self._probe_session, clock=self.clock, on_change=self._saturation_changed
+        )
+        await self._health.start()
+        await self._saturation.start()
+
+    async def close(self) -> None:
+        """Stop background work and release every connection pool."""
+        if self._health is not None:
+            await self._health.stop()
+        if self._saturation is not None:
+            await self._saturation.stop()
+        for provider in self.providers.values():
+            await provider.close()
+        if self._probe_session is not None:
+            await self._probe_session.close()
+
+    async def retire(self, deadline_s: float) -> None:
+        """Close once the requests that started on this router are done (or at the deadline)."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), deadline_s)
+        except TimeoutError:
+            log.warning("closing the previous fleet with %d requests still running", self.in_flight)
+        await self.close()
+
+    def enter(self) -> None:
+        self.in_flight += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight == 0:
+            self._idle.set()
+
+    def skip(self, name: str, endpoint: Endpoint, now: float) -> Skip | None:
+        """Why tier ``name`` is not to be attempted now (acquiring a breaker probe if due)."""
+        provider = self.providers.get(name)
+        if provider is None:
+            return Skip.UNAVAILABLE
+        if not provider.supports(endpoint):
+            return Skip.UNSUPPORTED
+        healthy = self._health.is_up(name) if self._health is not None else True
+        saturated = self._saturation.saturated(name) if self._saturation is not None else False
+        breaker = self.breakers.get(name)
+        if breaker is None or not healthy:
+            return skip_reason(healthy=healthy, breaker_allows=True, saturated=saturated)
+        reason = skip_reason(healthy=True, breaker_allows=breaker.try_acquire(now), saturated=False)
+        if reason is None and saturated:
+            breaker.release(now)  # the probe (if this was one) is not used now
+            return Skip.SATURATED
+        self._show_breaker(name, now)
+        return reason
+
+    def record(self, name: str, now: float, ok: bool) -> None:
+        """Feed an attempt's outcome to the tier's breaker."""
+        breaker = self.breakers.get(name)
+        if breaker is not None:
+            breaker.record(now, ok)
+            self._show_breaker(name, now)
+
+    def release(self, name: str, now: float) -> None:
+        """An acquired attempt was abandoned without an outcome (client went away)."""
+        breaker = self.breakers.get(name)
+        if breaker is not None:
+            breaker.release(now)
+
+    def usable(self) -> dict[str, bool]:
+        """Per tier: could a request be attempted there now (without consuming a probe)."""
+        now = self.clock()
+        result = {}
+        for name in self.tiers:
+            breaker = self.breakers.get(name)
+            result[name] = (
+                name in self.providers
+                and (self._health is None or self._health.is_up(name))
+                and (breaker is None or breaker.state(now).value != "open")
+            )
+        return result
+
+    def _show_breaker(self, name: str, now: float) -> None:
+        state = self.breakers[name].state(now)
+        self._metrics.breaker_state.labels(name).set(BREAKER_STATE_VALUES[state.value])
+
+    def _health_changed(self, name: str, up: bool) -> None:
+        self._metrics.tier_up.labels(name).set(1 if up else 0)
+
+    def _saturation_changed(self, name: str, saturated: bool) -> None:
+        log.info("tier %s %s", name, "saturated: spilling over" if saturated else "has room again")
+        self._metrics.saturated.labels(name).set(1 if saturated else 0)

@@ -1,0 +1,213 @@
+"""Load-aware spillover: whether a tier's vLLM engines are saturated, from their ``/metrics``.
+
+:func:`parse_vllm_load` reads the two gauges that matter out of Prometheus text,
+:func:`is_saturated` is the pure policy, and :class:`SaturationMonitor` scrapes each tier's
+engines and caches the verdict so the request path only does a dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import aiohttp
+
+from tiergate.spec.fleet import SpilloverLimits
+
+logger = logging.getLogger(__name__)
+
+_WAITING = "vllm:num_requests_waiting"
+_KV_USAGE = "vllm:kv_cache_usage_perc"
+# vLLM's name for the same 0-1 gauge before the V1 engine renamed it.
+_KV_USAGE_LEGACY = "vllm:gpu_cache_usage_perc"
+_NAMES = (_WAITING, _KV_USAGE, _KV_USAGE_LEGACY)
+_MAX_SCRAPE_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSample:
+    """One scrape of one engine endpoint: queue length and KV-cache use (0-1), at ``at``."""
+
+    waiting: float | None
+    kv_usage: float | None
+    at: float
+
+
+def parse_vllm_load(text: str) -> tuple[float | None, float | None]:
+    """(waiting requests, KV-cache usage) from a vLLM ``/metrics`` page in Prometheus text.
+
+    Waiting is summed over series (one endpoint may host several engines or models); KV-cache
+    usage is their mean, from ``vllm:kv_cache_usage_perc`` or else the legacy
+    ``vllm:gpu_cache_usage_perc``. A metric that is absent, or only NaN, gives None.
+    """
+    waiting = 0.0
+    waiting_series = 0
+    kv_sum = 0.0
+    kv_series = 0
+    legacy_sum = 0.0
+    legacy_series = 0
+    # One pass with prefix checks: a vLLM page holds hundreds of histogram lines to skip, and a
+    # regex or prometheus_client's parser per line costs far more than these startswith calls.
+    for line in text.split("\n"):
+        if not line.startswith(_NAMES):
+            continue
+        if line.startswith(_WAITING):
+            value = _sample_value(line, len(_WAITING))
+            if value is not None:
+                waiting += value
+                waiting_series += 1
+        elif line.startswith(_KV_USAGE):
+            value = _sample_value(line, len(_KV_USAGE))
+            if value is not None:
+                kv_sum += value
+                kv_series += 1
+        else:
+            value = _sample_value(line, len(_KV_USAGE_LEGACY))
+            if value is not None:
+                legacy_sum += value
+                legacy_series += 1
+    kv_usage: float | None = None
+    if kv_series:
+        kv_usage = kv_sum / kv_series
+    elif legacy_series:
+        kv_usage = legacy_sum / legacy_series
+    return (waiting if waiting_series else None), kv_usage
+
+
+def _sample_value(line: str, name_length: int) -> float | None:
+    """The value of a sample line whose metric name is ``line[:name_length]``, or None."""
+    rest = line[name_length:]
+    if rest.startswith("{"):
+        # Values and timestamps never contain "}", so the last one closes the label set even
+        # when quoted label values hold spaces, commas, braces or escaped quotes.
+        rest = rest[rest.rfind("}") + 1 :]
+    elif rest[:1] not in (" ", "\t"):
+        return None  # a longer metric name that starts with ours
+    fields = rest.split()
+    if not fields:
+        return None
+    try:
+        value = float(fields[0])  # also takes NaN, +Inf and -Inf
+    except ValueError:
+        return None
+    return None if math.isnan(value) else value
+
+
+def is_saturated(samples: Sequence[EngineSample], limits: SpilloverLimits, now: float) -> bool:
+    """Whether a tier whose engines reported ``samples`` should spill new requests over.
+
+    Samples older than ``limits.stale_after_s`` are ignored, and missing data never counts as
+    saturation: dead engines are the passive failure signals' business.
+    """
+    oldest = now - limits.stale_after_s
+    fresh = [s for s in samples if s.at >= oldest]
+    if limits.max_waiting is not None:
+        waiting = _mean(s.waiting for s in fresh)
+        if waiting is not None and waiting >= limits.max_waiting:
+            return True
+    if limits.max_kv_cache_usage is not None:
+        kv_usage = _mean(s.kv_usage for s in fresh)
+        if kv_usage is not None and kv_usage >= limits.max_kv_cache_usage:
+            return True
+    return False
+
+
+def _mean(values: Iterable[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None
+
+
+class SaturationMonitor:
+    """Scrapes each tier's engines every ``scrape_interval_s``; caches whether it is saturated."""
+
+    def __init__(
+        self,
+        tiers: Mapping[str, SpilloverLimits],
+        session: aiohttp.ClientSession,
+        clock: Callable[[], float] = time.monotonic,
+        on_change: Callable[[str, bool], None] | None = None,
+    ) -> None:
+        self._tiers = dict(tiers)
+        self._session = session
+        self._clock = clock
+        self._on_change = on_change
+        # Latest successful sample per tier and engine URL; a failed scrape keeps the old one,
+        # which then goes stale.
+        self._samples: dict[str, dict[str, EngineSample]] = {tier: {} for tier in self._tiers}
+        self._saturated = dict.fromkeys(self._tiers, False)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Start scraping every tier: the first round is sent at once."""
+        if self._tasks:
+            raise RuntimeError("saturation monitor already started")
+        self._tasks = [
+            asyncio.create_task(self._run(tier), name=f"saturation:{tier}") for tier in self._tiers
+        ]
+
+    async def stop(self) -> None:
+        """Cancel the scraping tasks and wait for them to finish."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            # wait() rather than gather(): it neither raises the tasks' CancelledError nor
+            # swallows a cancellation of stop() itself.
+            await asyncio.wait(tasks)
+
+    def saturated(self, tier: str) -> bool:
+        """Whether ``tier`` is saturated as of the last scrape round; False without limits."""
+        return self._saturated.get(tier, False)
+
+    async def scrape_round(self, tier: str) -> bool:
+        """Scrape all engines of ``tier`` once, concurrently; return the new verdict."""
+        limits = self._tiers[tier]
+        limit = aiohttp.ClientTimeout(total=min(limits.scrape_interval_s, _MAX_SCRAPE_TIMEOUT_S))
+        samples = self._samples[tier]
+        results = await asyncio.gather(*(self._scrape(url, limit) for url in limits.metrics_urls))
+        for url, sample in zip(limits.metrics_urls, results, strict=True):
+            if sample is not None:
+                samples[url] = sample
+        saturated = is_saturated(list(samples.values()), limits, self._clock())
+        if saturated != self._saturated[tier]:
+            self._saturated[tier] = saturated
+            self._changed(tier, saturated)
+        return saturated
+
+    async def _scrape(self, url: str, limit: aiohttp.ClientTimeout) -> EngineSample | None:
+        try:
+            async with self._session.get(url, timeout=limit) as response:
+                if response.status != 200:
+                    logger.debug("metrics scrape of %s: HTTP %d", url, response.status)
+                    return None
+                body = await response.read()
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            logger.debug("metrics scrape of %s failed: %r", url, exc)
+            return None
+        waiting, kv_usage = parse_vllm_load(body.decode("utf-8", errors="replace"))
+        return EngineSample(waiting=waiting, kv_usage=kv_usage, at=self._clock())
+
+    async def _run(self, tier: str) -> None:
+        interval = self._tiers[tier].scrape_interval_s
+        loop = asyncio.get_running_loop()
+        while True:
+            # Rounds start interval apart, one at a time (back to back if one runs longer).
+            next_at = loop.time() + interval
+            await self.scrape_round(tier)
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+
+    def _changed(self, tier: str, saturated: bool) -> None:
+        # DEBUG only: spilling over is normal operation, and on_change's owner (the router)
+        # reports it; logging here too would print every flip twice.
+        logger.debug("tier %s saturated: %s", tier, saturated)
+        if self._on_change is None:
+            return
+        try:
+            self._on_change(tier, saturated)
+        except Exception:
+            # A faulty listener must not stop the scraping of this tier.
+            logger.exception("saturation change listener failed for tier %s", tier)

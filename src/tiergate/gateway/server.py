@@ -1,0 +1,116 @@
+"""Running the gateway: uvloop, signals (SIGHUP reload, SIGTERM drain) and worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+from tiergate.errors import SpecError
+from tiergate.gateway.app import create_app, reload
+from tiergate.spec import Fleet, load_fleet
+
+log = logging.getLogger("tiergate.serve")
+
+
+async def start_site(
+    app: web.Application, host: str, port: int, *, drain_s: float, reuse_port: bool = False
+) -> web.AppRunner:
+    """Start serving ``app``; the runner's cleanup stops accepting and drains for ``drain_s``."""
+    # handler_cancellation: a client that goes away cancels its handler, and with it the
+    # upstream request, at once rather than at the next write.
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, shutdown_timeout=drain_s, reuse_port=reuse_port)
+    await site.start()
+    return runner
+
+
+async def serve(fleet: Fleet, path: Path, host: str, port: int, *, reuse_port: bool) -> None:
+    """Serve until SIGTERM or SIGINT; SIGHUP reloads ``path``."""
+    started = time.perf_counter()
+    app = create_app(fleet)
+    runner = await start_site(
+        app, host, port, drain_s=fleet.gateway.drain_timeout_s, reuse_port=reuse_port
+    )
+    bound = ", ".join(f"http://{a[0]}:{a[1]}" for a in runner.addresses)
+    log.info(
+        "serving %d tiers on %s (ready in %.3f s)",
+        len(fleet.tiers),
+        bound,
+        time.perf_counter() - started,
+    )
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    reloads: set[asyncio.Task[None]] = set()
+
+    def on_hup() -> None:
+        task = loop.create_task(_reload(app, path))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    await stop.wait()
+    log.info(
+        "stopping: no new connections, draining requests for up to %.0f s",
+        fleet.gateway.drain_timeout_s,
+    )
+    await runner.cleanup()
+    log.info("stopped")
+
+
+async def _reload(app: web.Application, path: Path) -> None:
+    try:
+        fleet = await asyncio.to_thread(load_fleet, path)
+    except SpecError as exc:
+        log.error("reload rejected, still serving the previous fleet:\n%s", exc)
+        return
+    await reload(app, fleet)
+
+
+def run(path: Path, host: str, port: int, workers: int) -> int:
+    """Blocking entry point of ``tiergate serve``; returns the exit status."""
+    fleet = load_fleet(path)
+    if workers > 1:
+        return _supervise(path, host, port, workers)
+    reuse_port = os.environ.get("TIERGATE_REUSE_PORT") == "1"
+    runner = _event_loop_runner()
+    with runner:
+        runner.run(serve(fleet, path, host, port, reuse_port=reuse_port))
+    return 0
+
+
+def _event_loop_runner() -> asyncio.Runner:
+    try:
+        import uvloop  # noqa: PLC0415 - optional speed-up, absent on some platforms
+    except ImportError:
+        return asyncio.Runner()
+    return asyncio.Runner(loop_factory=uvloop.new_event_loop)
+
+
+def _supervise(path: Path, host: str, port: int, workers: int) -> int:
+    """Run ``workers`` single-worker processes sharing the port (SO_REUSEPORT); forward
+    SIGHUP and SIGTERM to them; exit when they have all exited."""
+    command = [sys.executable, "-m", "tiergate", "serve", "-c", str(path), "--host", host]
+    command += ["--port", str(port), "--workers", "1"]
+    env = {**os.environ, "TIERGATE_REUSE_PORT": "1"}
+    children = [subprocess.Popen(command, env=env) for _ in range(workers)]
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, forward)
+    statuses = [child.wait() for child in children]
+    return max(statuses, default=0)

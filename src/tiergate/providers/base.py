@@ -1,0 +1,75 @@
+"""The provider protocol: what the cascade needs from an upstream, and nothing more.
+
+A provider sends one request to one tier's upstream. Retries, timeouts across tiers, breakers
+and the cascade itself wrap providers; they are not flags inside them. Transport failures are
+raised as :class:`tiergate.errors.UpstreamError` subclasses (mapped in exactly one place per
+provider); HTTP error statuses come back as replies for the cascade policy to classify.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+
+class Endpoint(StrEnum):
+    """The OpenAI API operations the gateway routes; values are paths under ``/v1``."""
+
+    CHAT = "/chat/completions"
+    COMPLETIONS = "/completions"
+    EMBEDDINGS = "/embeddings"
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    """One attempt's request, already rewritten for the tier (its upstream ``model``)."""
+
+    endpoint: Endpoint
+    body: dict[str, Any]
+    request_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamReply:
+    """A complete (non-streamed) upstream response, or the error reply of a stream request."""
+
+    status: int
+    body: bytes
+    content_type: str
+
+
+class UpstreamStream(Protocol):
+    """An upstream SSE stream whose response status was 200.
+
+    Iterating yields whole SSE events (each ending with a blank line) as they arrive; raises
+    :class:`tiergate.errors.UpstreamError` when the connection breaks. ``aclose`` releases the
+    connection at once (the upstream sees the request cancelled).
+    """
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Provider(Protocol):
+    """An upstream of one tier."""
+
+    name: str
+
+    def supports(self, endpoint: Endpoint) -> bool:
+        """Whether this upstream can serve ``endpoint`` at all."""
+        ...
+
+    async def send(self, request: UpstreamRequest) -> UpstreamReply:
+        """Send a non-streaming request and return the whole response."""
+        ...
+
+    async def stream(self, request: UpstreamRequest) -> UpstreamReply | UpstreamStream:
+        """Start a streaming request: the stream when the upstream answered 200, else its reply."""
+        ...
+
+    async def close(self) -> None:
+        """Release pooled connections."""
+        ...

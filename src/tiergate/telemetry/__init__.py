@@ -1,0 +1,1 @@
+"""tiergate's own telemetry: Prometheus metrics (and later traces)."""

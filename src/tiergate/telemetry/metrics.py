@@ -1,0 +1,93 @@
+"""Prometheus metrics of the gateway, in a registry owned by one app (no global registry).
+
+Labels are bounded: tier and model labels only take names from the fleet spec (an unknown
+requested model is counted as ``unknown``), status is an HTTP code, reasons a fixed set.
+Key material never becomes a label.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+# Seconds. Includes 2 s: the seed's TTFT objective is P95 < 2 s.
+LATENCY_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 20.0, 30.0,
+    60.0, 120.0, 300.0,
+)  # fmt: skip
+
+BREAKER_STATE_VALUES = {"closed": 0, "open": 1, "half_open": 2}
+
+
+class GatewayMetrics:
+    """Every metric the gateway exposes, registered in its own registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "tiergate_requests",
+            "Client requests by requested model, serving tier and HTTP status.",
+            ["model", "tier", "status"],
+            registry=r,
+        )
+        self.attempts = Counter(
+            "tiergate_attempts",
+            "Upstream attempts by tier and outcome (ok or the fallback reason).",
+            ["tier", "outcome"],
+            registry=r,
+        )
+        self.fallbacks = Counter(
+            "tiergate_fallbacks",
+            "Moves from one tier to the next, by reason (skips included).",
+            ["from_tier", "to_tier", "reason"],
+            registry=r,
+        )
+        self.request_duration = Histogram(
+            "tiergate_request_duration_seconds",
+            "Time from request received to response complete.",
+            ["model", "tier"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "tiergate_time_to_first_token_seconds",
+            "Time from request received to the first streamed chunk sent to the client.",
+            ["model", "tier"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.upstream_duration = Histogram(
+            "tiergate_upstream_duration_seconds",
+            "Duration of each upstream attempt until its response (or first chunk) or failure.",
+            ["tier"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "tiergate_requests_in_flight", "Client requests being served.", registry=r
+        )
+        self.tier_up = Gauge(
+            "tiergate_tier_up", "1 when the tier passes its health checks.", ["tier"], registry=r
+        )
+        self.breaker_state = Gauge(
+            "tiergate_tier_breaker_state",
+            "Error-rate breaker: 0 closed, 1 open, 2 half-open.",
+            ["tier"],
+            registry=r,
+        )
+        self.saturated = Gauge(
+            "tiergate_tier_saturated",
+            "1 while the tier's engines report saturation (spillover active).",
+            ["tier"],
+            registry=r,
+        )
+        self.tokens = Counter(
+            "tiergate_tokens",
+            "Tokens by direction (input, output), requested model and serving tier.",
+            ["direction", "model", "tier"],
+            registry=r,
+        )
+
+    def exposition(self) -> bytes:
+        """The registry in Prometheus text format."""
+        return generate_latest(self.registry)
