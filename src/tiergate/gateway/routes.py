@@ -28,7 +28,7 @@ def proxy(endpoint: Endpoint) -> Handler:
         router = state.router  # kept for the whole request, even if a reload swaps it
         metrics = state.metrics
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        headers = {"x-request-id": request_id}
+        headers = {"x-request-id": request_id, "x-tiergate-attempts": "0"}
         start = router.clock()
         model, tier, status = "unknown", "none", 500
         router.enter()
