@@ -6,12 +6,12 @@ per tier and keeps a state for each.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Mapping
 
 import aiohttp
 
+from tiergate.gateway.periodic import Periodic, notify
 from tiergate.spec.fleet import HealthProbe
 
 logger = logging.getLogger(__name__)
@@ -75,26 +75,15 @@ class HealthChecker:
             tier: HealthState(p.unhealthy_threshold, p.healthy_threshold)
             for tier, p in self._probes.items()
         }
-        self._tasks: list[asyncio.Task[None]] = []
+        self._loops = Periodic("health-check")
 
     async def start(self) -> None:
         """Start probing every tier: the first probe is sent at once."""
-        if self._tasks:
-            raise RuntimeError("health checker already started")
-        self._tasks = [
-            asyncio.create_task(self._run(tier), name=f"health-check:{tier}")
-            for tier in self._probes
-        ]
+        self._loops.start({tier: (p.interval_s, self._step) for tier, p in self._probes.items()})
 
     async def stop(self) -> None:
         """Cancel the probing tasks and wait for them to finish."""
-        tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            # wait() rather than gather(): it neither raises the tasks' CancelledError nor
-            # swallows a cancellation of stop() itself.
-            await asyncio.wait(tasks)
+        await self._loops.stop()
 
     def is_up(self, tier: str) -> bool:
         """Whether ``tier`` may receive requests; always True for a tier without a probe."""
@@ -114,17 +103,10 @@ class HealthChecker:
             logger.debug("health probe of %s at %s failed: %r", tier, probe.url, exc)
             return False
 
-    async def _run(self, tier: str) -> None:
-        probe = self._probes[tier]
+    async def _step(self, tier: str) -> None:
         state = self._states[tier]
-        loop = asyncio.get_running_loop()
-        while True:
-            # Probes start interval_s apart, one at a time (back to back if one runs longer).
-            next_at = loop.time() + probe.interval_s
-            ok = await self.probe_once(tier)
-            if state.record(ok):
-                self._changed(tier, state.up)
-            await asyncio.sleep(max(0.0, next_at - loop.time()))
+        if state.record(await self.probe_once(tier)):
+            self._changed(tier, state.up)
 
     def _changed(self, tier: str, up: bool) -> None:
         probe = self._probes[tier]
@@ -132,10 +114,4 @@ class HealthChecker:
             logger.warning("tier %s is up again: health check %s passes", tier, probe.url)
         else:
             logger.warning("tier %s is down: health check %s fails", tier, probe.url)
-        if self._on_change is None:
-            return
-        try:
-            self._on_change(tier, up)
-        except Exception:
-            # A faulty listener must not stop the health checks of this tier.
-            logger.exception("health change listener failed for tier %s", tier)
+        notify(self._on_change, tier, up)

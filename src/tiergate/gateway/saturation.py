@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from tiergate.gateway.periodic import Periodic, notify
 from tiergate.spec.fleet import SpilloverLimits
 
 logger = logging.getLogger(__name__)
@@ -139,25 +140,20 @@ class SaturationMonitor:
         # which then goes stale.
         self._samples: dict[str, dict[str, EngineSample]] = {tier: {} for tier in self._tiers}
         self._saturated = dict.fromkeys(self._tiers, False)
-        self._tasks: list[asyncio.Task[None]] = []
+        self._loops = Periodic("saturation")
 
     async def start(self) -> None:
         """Start scraping every tier: the first round is sent at once."""
-        if self._tasks:
-            raise RuntimeError("saturation monitor already started")
-        self._tasks = [
-            asyncio.create_task(self._run(tier), name=f"saturation:{tier}") for tier in self._tiers
-        ]
+        self._loops.start(
+            {
+                tier: (limits.scrape_interval_s, self.scrape_round)
+                for tier, limits in self._tiers.items()
+            }
+        )
 
     async def stop(self) -> None:
         """Cancel the scraping tasks and wait for them to finish."""
-        tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            # wait() rather than gather(): it neither raises the tasks' CancelledError nor
-            # swallows a cancellation of stop() itself.
-            await asyncio.wait(tasks)
+        await self._loops.stop()
 
     def saturated(self, tier: str) -> bool:
         """Whether ``tier`` is saturated as of the last scrape round; False without limits."""
@@ -191,23 +187,8 @@ class SaturationMonitor:
         waiting, kv_usage = parse_vllm_load(body.decode("utf-8", errors="replace"))
         return EngineSample(waiting=waiting, kv_usage=kv_usage, at=self._clock())
 
-    async def _run(self, tier: str) -> None:
-        interval = self._tiers[tier].scrape_interval_s
-        loop = asyncio.get_running_loop()
-        while True:
-            # Rounds start interval apart, one at a time (back to back if one runs longer).
-            next_at = loop.time() + interval
-            await self.scrape_round(tier)
-            await asyncio.sleep(max(0.0, next_at - loop.time()))
-
     def _changed(self, tier: str, saturated: bool) -> None:
         # DEBUG only: spilling over is normal operation, and on_change's owner (the router)
         # reports it; logging here too would print every flip twice.
         logger.debug("tier %s saturated: %s", tier, saturated)
-        if self._on_change is None:
-            return
-        try:
-            self._on_change(tier, saturated)
-        except Exception:
-            # A faulty listener must not stop the scraping of this tier.
-            logger.exception("saturation change listener failed for tier %s", tier)
+        notify(self._on_change, tier, saturated)

@@ -70,7 +70,15 @@ class OpenAICompatProvider:
             _translate(self.name, exc)
 
     async def send(self, request: UpstreamRequest) -> UpstreamReply:
+        return await self._reply(await self._post(request))
+
+    async def stream(self, request: UpstreamRequest) -> UpstreamReply | UpstreamStream:
         response = await self._post(request)
+        if response.status != 200:
+            return await self._reply(response)
+        return _SSEStream(self.name, response)
+
+    async def _reply(self, response: aiohttp.ClientResponse) -> UpstreamReply:
         try:
             body = await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -78,18 +86,6 @@ class OpenAICompatProvider:
             _translate(self.name, exc)
         response.release()
         return UpstreamReply(response.status, body, response.content_type)
-
-    async def stream(self, request: UpstreamRequest) -> UpstreamReply | UpstreamStream:
-        response = await self._post(request)
-        if response.status != 200:
-            try:
-                body = await response.read()
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                response.close()
-                _translate(self.name, exc)
-            response.release()
-            return UpstreamReply(response.status, body, response.content_type)
-        return _SSEStream(self.name, response)
 
     async def close(self) -> None:
         if self._session is not None:
