@@ -21,6 +21,7 @@ import aiohttp
 import openai
 import pytest
 import yaml
+from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.gateway.upstream import FakeUpstream
@@ -193,3 +194,11 @@ async def read_sse(
         except aiohttp.ClientPayloadError:
             events.append("<connection dropped>")
         return response.status, headers, events
+
+
+async def serve_app(app: web.Application) -> tuple[web.AppRunner, str]:
+    """Serve ``app`` on a free loopback port; returns the runner (to clean up) and its origin."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"

@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from tests.gateway.helpers import serve_app
 from tiergate.gateway.health import HealthChecker, HealthState
 from tiergate.spec.fleet import HealthProbe
 
@@ -91,10 +92,8 @@ async def upstream() -> AsyncIterator[Upstream]:
     server = Upstream()
     app = web.Application()
     app.router.add_get("/health", server.health)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    server.url = f"http://127.0.0.1:{runner.addresses[0][1]}/health"
+    runner, origin = await serve_app(app)
+    server.url = f"{origin}/health"
     yield server
     server.release.set()
     await runner.cleanup()

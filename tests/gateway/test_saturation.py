@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from tests.gateway.helpers import serve_app
 from tiergate.gateway.saturation import (
     EngineSample,
     SaturationMonitor,
@@ -191,10 +192,7 @@ async def engines() -> AsyncIterator[Engines]:
     server = Engines()
     app = web.Application()
     app.router.add_get("/{engine:e[01]}/metrics", server.metrics)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    runner, base = await serve_app(app)
     server.urls = (f"{base}/e0/metrics", f"{base}/e1/metrics")
     yield server
     await runner.cleanup()
