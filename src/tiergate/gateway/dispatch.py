@@ -56,7 +56,7 @@ class _Cascade:
     def close_move(self, to_tier: str) -> None:
         if self.moved_from is not None:
             source, reason = self.moved_from
-            self.metrics.fallbacks.labels(source, to_tier, reason).inc()
+            self.metrics.fallback(source, to_tier, reason)
             self.moved_from = None
 
 
@@ -143,8 +143,7 @@ async def _attempt(cascade: _Cascade, name: str) -> Served | None:
     now = router.clock()
     router.record(name, now, ok=not is_tier_failure(status, policy))
     cascade.attempts.append(Attempt(name, "ok", status, now - start))
-    cascade.metrics.attempts.labels(name, "ok").inc()
-    cascade.metrics.upstream_duration.labels(name).observe(now - start)
+    cascade.metrics.attempt_done(name, "ok", now - start)
     return served
 
 
@@ -152,8 +151,7 @@ def _failed(cascade: _Cascade, name: str, reason: str, status: int | None, start
     now = cascade.router.clock()
     cascade.router.record(name, now, ok=False)
     cascade.attempts.append(Attempt(name, reason, status, now - start))
-    cascade.metrics.attempts.labels(name, reason).inc()
-    cascade.metrics.upstream_duration.labels(name).observe(now - start)
+    cascade.metrics.attempt_done(name, reason, now - start)
     cascade.moved(name, reason)
 
 

@@ -26,6 +26,7 @@ class StreamResult:
 
     usage: dict[str, Any] | None = None
     failure: str | None = None
+    client_gone: bool = False
 
 
 async def relay_stream(
@@ -47,42 +48,50 @@ async def relay_stream(
             "X-Accel-Buffering": "no",
         },
     )
-    await response.prepare(request)
-    done = False
     try:
-        event = served.first_event
-        while True:
-            if b'"usage"' in event:
-                usage, only_usage = _usage(event)
-                if usage is not None:
-                    result.usage = usage
-                if only_usage and not include_usage:
-                    event = b""
-            if event.startswith(_DONE):
-                done = True
-            if event:
-                await response.write(event)
-            if done:
-                break
-            try:
-                event = await anext(served.events)
-            except StopAsyncIteration:
-                break
-    except UpstreamError as exc:
-        result.failure = exc.reason
-        await _write_error(
-            response, f"Upstream tier '{served.tier}' failed mid-stream: {exc.detail}"
-        )
-    else:
-        if not done:
-            result.failure = "truncated"
-            await _write_error(
-                response, f"Upstream tier '{served.tier}' ended the stream without [DONE]."
-            )
+        await response.prepare(request)
+        try:
+            done = await _pump(response, served, include_usage, result)
+        except UpstreamError as exc:
+            result.failure = exc.reason
+            message = f"Upstream tier '{served.tier}' failed mid-stream: {exc.detail}"
+            await _write_error(response, message)
+        else:
+            if not done:
+                result.failure = "truncated"
+                message = f"Upstream tier '{served.tier}' ended the stream without [DONE]."
+                await _write_error(response, message)
+        await response.write_eof()
+    except ConnectionResetError:
+        # The client went away: nothing left to tell it; the finally releases the upstream.
+        result.client_gone = True
     finally:
         await served.stream.aclose()
-    await response.write_eof()
     return response
+
+
+async def _pump(
+    response: web.StreamResponse, served: Served, include_usage: bool, result: StreamResult
+) -> bool:
+    """Relay events until ``[DONE]`` (True) or the upstream's end without it (False)."""
+    assert served.events is not None
+    event = served.first_event
+    while True:
+        if b'"usage"' in event:
+            usage, only_usage = _usage(event)
+            if usage is not None:
+                result.usage = usage
+            if only_usage and not include_usage:
+                event = b""
+        done = event.startswith(_DONE)
+        if event:
+            await response.write(event)
+        if done:
+            return True
+        try:
+            event = await anext(served.events)
+        except StopAsyncIteration:
+            return False
 
 
 async def _write_error(response: web.StreamResponse, message: str) -> None:

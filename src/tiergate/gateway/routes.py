@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -27,7 +26,7 @@ def proxy(endpoint: Endpoint) -> Handler:
         state = request.app[STATE]
         router = state.router  # kept for the whole request, even if a reload swaps it
         metrics = state.metrics
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request_id = request.headers.get("x-request-id") or state.request_ids.next()
         headers = {"x-request-id": request_id, "x-tiergate-attempts": "0"}
         start = router.clock()
         model, tier, status = "unknown", "none", 500
@@ -51,7 +50,7 @@ def proxy(endpoint: Endpoint) -> Handler:
             headers["x-tiergate-tier"] = tier
             headers["x-tiergate-attempts"] = str(len(served.attempts))
             if served.stream is not None:
-                metrics.ttft.labels(model, tier).observe(router.clock() - start)
+                metrics.first_token(model, tier, router.clock() - start)
                 status = 200
                 return await _stream(request, state, served, client, headers=headers, model=model)
             assert served.reply is not None
@@ -76,8 +75,7 @@ def proxy(endpoint: Endpoint) -> Handler:
             )
         finally:
             metrics.in_flight.dec()
-            metrics.requests.labels(model, tier, str(status)).inc()
-            metrics.request_duration.labels(model, tier).observe(router.clock() - start)
+            metrics.request_done(model, tier, status, router.clock() - start)
             router.leave()
 
     return handle
@@ -98,7 +96,7 @@ async def _stream(
     finally:
         if result.failure is not None:
             state.router.record(served.tier, state.router.clock(), ok=False)
-            state.metrics.attempts.labels(served.tier, f"stream_{result.failure}").inc()
+            state.metrics.attempt_done(served.tier, f"stream_{result.failure}", None)
         _count_tokens(state, model, served.tier, result.usage)
 
 
@@ -137,10 +135,12 @@ def _count_tokens(state: GatewayState, model: str, tier: str, usage: dict[str, A
         return
     prompt = usage.get("prompt_tokens")
     completion = usage.get("completion_tokens")
-    if isinstance(prompt, int):
-        state.metrics.tokens.labels("input", model, tier).inc(prompt)
-    if isinstance(completion, int):
-        state.metrics.tokens.labels("output", model, tier).inc(completion)
+    state.metrics.tokens_used(
+        model,
+        tier,
+        prompt if isinstance(prompt, int) else 0,
+        completion if isinstance(completion, int) else 0,
+    )
 
 
 async def list_models(request: web.Request) -> web.Response:

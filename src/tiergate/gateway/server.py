@@ -28,7 +28,11 @@ async def start_site(
     # upstream request, at once rather than at the next write.
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, shutdown_timeout=drain_s, reuse_port=reuse_port)
+    # A deep accept backlog: bursts of new connections wait in it instead of being dropped
+    # (a dropped SYN costs the client a retransmit, a second or more).
+    site = web.TCPSite(
+        runner, host, port, shutdown_timeout=drain_s, reuse_port=reuse_port, backlog=4096
+    )
     await site.start()
     return runner
 

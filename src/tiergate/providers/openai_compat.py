@@ -57,11 +57,13 @@ class OpenAICompatProvider:
     async def _post(self, request: UpstreamRequest) -> aiohttp.ClientResponse:
         headers = {**self._headers, "x-request-id": request.request_id}
         data = orjson.dumps(request.body)
+        url = self._base + request.endpoint
         try:
+            if self._timeouts.first_byte_s >= self._timeouts.total_s:
+                # The session's total limit covers it: save a timer per request.
+                return await self._client().post(url, data=data, headers=headers)
             async with asyncio.timeout(self._timeouts.first_byte_s):
-                return await self._client().post(
-                    self._base + request.endpoint, data=data, headers=headers
-                )
+                return await self._client().post(url, data=data, headers=headers)
         except TimeoutError as exc:
             raise UpstreamTimeoutError(
                 self.name, f"no response within {self._timeouts.first_byte_s:g} s", "first_byte"

@@ -7,6 +7,8 @@ Key material never becomes a label.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 # Seconds. Includes 2 s: the seed's TTFT objective is P95 < 2 s.
@@ -87,6 +89,59 @@ class GatewayMetrics:
             ["direction", "model", "tier"],
             registry=r,
         )
+
+        # Label children cached by label values: labels() takes a lock and builds keys on every
+        # call, which shows in the request path's profile. The label sets are bounded.
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _child(self, key: tuple[Any, ...], make: Any) -> Any:
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = make()
+        return child
+
+    def request_done(self, model: str, tier: str, status: int, seconds: float) -> None:
+        """Count a finished client request and its duration."""
+        count, duration = self._child(
+            ("request", model, tier, status),
+            lambda: (
+                self.requests.labels(model, tier, str(status)),
+                self.request_duration.labels(model, tier),
+            ),
+        )
+        count.inc()
+        duration.observe(seconds)
+
+    def attempt_done(self, tier: str, outcome: str, seconds: float | None) -> None:
+        """Count an upstream attempt (``seconds`` is None for failures after the commit)."""
+        count, duration = self._child(
+            ("attempt", tier, outcome),
+            lambda: (self.attempts.labels(tier, outcome), self.upstream_duration.labels(tier)),
+        )
+        count.inc()
+        if seconds is not None:
+            duration.observe(seconds)
+
+    def fallback(self, source: str, target: str, reason: str) -> None:
+        self._child(
+            ("fallback", source, target, reason),
+            lambda: self.fallbacks.labels(source, target, reason),
+        ).inc()
+
+    def first_token(self, model: str, tier: str, seconds: float) -> None:
+        self._child(("ttft", model, tier), lambda: self.ttft.labels(model, tier)).observe(seconds)
+
+    def tokens_used(self, model: str, tier: str, prompt: int, completion: int) -> None:
+        """Add a request's input and output tokens."""
+        source, generated = self._child(
+            ("tokens", model, tier),
+            lambda: (
+                self.tokens.labels("input", model, tier),
+                self.tokens.labels("output", model, tier),
+            ),
+        )
+        source.inc(prompt)
+        generated.inc(completion)
 
     def exposition(self) -> bytes:
         """The registry in Prometheus text format."""
