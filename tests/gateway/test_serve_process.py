@@ -58,7 +58,7 @@ class ServeProcess:
         self.proc.send_signal(sig)
 
 
-StartServe = Callable[[str], Awaitable[ServeProcess]]
+StartServe = Callable[..., Awaitable[ServeProcess]]
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ async def serve(tmp_path: Path) -> AsyncIterator[StartServe]:
     started: list[ServeProcess] = []
     logs: list[Any] = []
 
-    async def start(text: str) -> ServeProcess:
+    async def start(text: str, *extra_args: str) -> ServeProcess:
         spec = tmp_path / "fleet.yaml"
         spec.write_text(text)
         port = free_port()
@@ -75,7 +75,7 @@ async def serve(tmp_path: Path) -> AsyncIterator[StartServe]:
         logs.append(log_file)
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "tiergate", "serve", "-c", str(spec),
-            "--host", "127.0.0.1", "--port", str(port),
+            "--host", "127.0.0.1", "--port", str(port), *extra_args,
             stdout=log_file, stderr=asyncio.subprocess.STDOUT, env=dict(os.environ),
         )  # fmt: skip
         http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
@@ -200,3 +200,29 @@ async def test_sigterm_drains_in_flight_request_then_exits_zero(
     assert status == 200
     assert payload["choices"][0]["message"]["content"] == "from a"
     assert await asyncio.wait_for(server.proc.wait(), 10) == 0
+
+
+async def test_workers_share_the_port_and_report_metrics_of_all_workers(
+    upstreams: StartUpstreams, serve: StartServe
+) -> None:
+    (a,) = await upstreams("a")
+    server = await serve(one_tier(a), "--workers", "2")
+    requests = 30
+    for _ in range(requests):
+        # A new connection each time, so that the kernel spreads them over the workers.
+        async with aiohttp.ClientSession() as session:
+            status, _ = await server.chat(session)
+            assert status == 200
+    served = set()
+    for _ in range(6):
+        async with aiohttp.ClientSession() as session, session.get(server.url + "/metrics") as r:
+            text = await r.text()
+        totals = [
+            float(line.rpartition(" ")[2])
+            for line in text.splitlines()
+            if line.startswith("tiergate_requests_total{")
+        ]
+        # Whichever worker answers the scrape, it reports the requests of both.
+        assert sum(totals) == requests
+        served.add(text.count("tiergate_requests_total{"))
+    assert served == {1}

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from aiohttp import web
 from tiergate.errors import SpecError
 from tiergate.gateway.app import create_app, reload
 from tiergate.spec import Fleet, load_fleet
+from tiergate.telemetry.metrics import MULTIPROCESS_ENV
 
 log = logging.getLogger("tiergate.serve")
 
@@ -103,18 +105,22 @@ def _event_loop_runner() -> asyncio.Runner:
 
 def _supervise(path: Path, host: str, port: int, workers: int) -> int:
     """Run ``workers`` single-worker processes sharing the port (SO_REUSEPORT); forward
-    SIGHUP and SIGTERM to them; exit when they have all exited."""
+    SIGHUP and SIGTERM to them; exit when they have all exited.
+
+    The workers share one metrics directory, so that each one's ``/metrics`` reports them all.
+    """
     command = [sys.executable, "-m", "tiergate", "serve", "-c", str(path), "--host", host]
     command += ["--port", str(port), "--workers", "1"]
-    env = {**os.environ, "TIERGATE_REUSE_PORT": "1"}
-    children = [subprocess.Popen(command, env=env) for _ in range(workers)]
+    with tempfile.TemporaryDirectory(prefix="tiergate-metrics-") as metrics_dir:
+        env = {**os.environ, "TIERGATE_REUSE_PORT": "1", MULTIPROCESS_ENV: metrics_dir}
+        children = [subprocess.Popen(command, env=env) for _ in range(workers)]
 
-    def forward(signum: int, _frame: object) -> None:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signum)
+        def forward(signum: int, _frame: object) -> None:
+            for child in children:
+                if child.poll() is None:
+                    child.send_signal(signum)
 
-    for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, forward)
-    statuses = [child.wait() for child in children]
+        for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, forward)
+        statuses = [child.wait() for child in children]
     return max(statuses, default=0)

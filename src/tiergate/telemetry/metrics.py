@@ -3,13 +3,22 @@
 Labels are bounded: tier and model labels only take names from the fleet spec (an unknown
 requested model is counted as ``unknown``), status is an HTTP code, reasons a fixed set.
 Key material never becomes a label.
+
+With ``serve --workers N`` the supervisor gives every worker the same
+``PROMETHEUS_MULTIPROC_DIR``: prometheus-client then keeps values in files there, and any
+worker's ``/metrics`` reports the sum over all workers, so a scrape that lands on any worker
+sees the same counters. Tier state gauges keep the most severe worker's view.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 # Seconds. Includes 2 s: the seed's TTFT objective is P95 < 2 s.
 LATENCY_BUCKETS = (
@@ -25,6 +34,8 @@ class GatewayMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
+        # Read when the app is built (never at import): set by the supervisor of --workers.
+        self._multiprocess_dir = os.environ.get(MULTIPROCESS_ENV)
         r = self.registry
         self.requests = Counter(
             "tiergate_requests",
@@ -66,22 +77,31 @@ class GatewayMetrics:
             registry=r,
         )
         self.in_flight = Gauge(
-            "tiergate_requests_in_flight", "Client requests being served.", registry=r
+            "tiergate_requests_in_flight",
+            "Client requests being served.",
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.tier_up = Gauge(
-            "tiergate_tier_up", "1 when the tier passes its health checks.", ["tier"], registry=r
+            "tiergate_tier_up",
+            "1 when the tier passes its health checks.",
+            ["tier"],
+            registry=r,
+            multiprocess_mode="livemin",
         )
         self.breaker_state = Gauge(
             "tiergate_tier_breaker_state",
             "Error-rate breaker: 0 closed, 1 open, 2 half-open.",
             ["tier"],
             registry=r,
+            multiprocess_mode="livemax",
         )
         self.saturated = Gauge(
             "tiergate_tier_saturated",
             "1 while the tier's engines report saturation (spillover active).",
             ["tier"],
             registry=r,
+            multiprocess_mode="livemax",
         )
         self.tokens = Counter(
             "tiergate_tokens",
@@ -144,5 +164,10 @@ class GatewayMetrics:
         generated.inc(completion)
 
     def exposition(self) -> bytes:
-        """The registry in Prometheus text format."""
-        return generate_latest(self.registry)
+        """The registry in Prometheus text format (all workers' values under --workers)."""
+        if self._multiprocess_dir is None:
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        # prometheus-client ships this constructor without annotations.
+        MultiProcessCollector(merged, self._multiprocess_dir)  # type: ignore[no-untyped-call]
+        return generate_latest(merged)
