@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: setup
-	$(VENV)/bin/tiergate check examples/seed-bifrost-config.yaml examples/seed-3tier.yaml
+	$(VENV)/bin/tiergate demo
 
 test: check
 

@@ -15,6 +15,8 @@ from tiergate._version import __version__
 # name -> module defining ``command``; one module per command.
 COMMANDS = {
     "check": "tiergate.cli.check",
+    "demo": "tiergate.cli.demo",
+    "emulate": "tiergate.cli.emulate",
     "serve": "tiergate.cli.serve",
 }
 

@@ -28,13 +28,13 @@ async def start_site(
     """Start serving ``app``; the runner's cleanup stops accepting and drains for ``drain_s``."""
     # handler_cancellation: a client that goes away cancels its handler, and with it the
     # upstream request, at once rather than at the next write.
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    runner = web.AppRunner(
+        app, handler_cancellation=True, access_log=None, shutdown_timeout=drain_s
+    )
     await runner.setup()
     # A deep accept backlog: bursts of new connections wait in it instead of being dropped
     # (a dropped SYN costs the client a retransmit, a second or more).
-    site = web.TCPSite(
-        runner, host, port, shutdown_timeout=drain_s, reuse_port=reuse_port, backlog=4096
-    )
+    site = web.TCPSite(runner, host, port, reuse_port=reuse_port, backlog=4096)
     await site.start()
     return runner
 

@@ -1,0 +1,106 @@
+"""``tiergate demo``: replay a real trace through the cascade over three emulated tiers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+DEFAULT_TRACE = Path("examples/traces/AzureLLMInferenceTrace_code.csv")
+DEFAULT_FLEET = Path("examples/demo-fleet.yaml")
+
+
+@click.command("demo")
+@click.option(
+    "--trace",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="An Azure-format CSV (TIMESTAMP, ContextTokens, GeneratedTokens) or Mooncake-format "
+    f"JSONL trace.  [default: {DEFAULT_TRACE}]",
+)
+@click.option(
+    "--duration",
+    "duration_s",
+    type=click.FloatRange(min=0, min_open=True),
+    default=600.0,
+    show_default=True,
+    help="Seconds of trace time to replay.",
+)
+@click.option(
+    "--start",
+    "start_s",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Where in the trace to start, in seconds of trace time.",
+)
+@click.option(
+    "--speedup",
+    type=click.FloatRange(min=0, min_open=True),
+    default=12.0,
+    show_default=True,
+    help="How much faster than the trace to replay (the emulated GPUs run as much faster).",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Prompts and emulators.")
+@click.option(
+    "--fleet",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A 3-tier fleet taking its base URLs from ${TIERGATE_DEMO_ONPREM_URL}, "
+    f"${{TIERGATE_DEMO_CLOUD_URL}} and ${{TIERGATE_DEMO_API_URL}}.  [default: {DEFAULT_FLEET}]",
+)
+def command(
+    *,
+    trace: Path | None,
+    duration_s: float,
+    start_s: float,
+    speedup: float,
+    seed: int,
+    fleet: Path | None,
+) -> None:
+    """Replay a real LLM trace through the 3-tier cascade, all on this machine.
+
+    Starts three emulated vLLM tiers (on-prem H100, cloud H100 spot, a managed API), the
+    gateway in front of them, and replays the trace's requests through the gateway as
+    streaming chat completions. Part-way through, the on-prem tier starts failing every
+    request, and later it heals. A live view shows each tier's load, latency, fallbacks and
+    cost; the end shows what every tier served and what it cost against sending everything
+    to the managed API. Ctrl-C stops early, with the summary so far.
+    """
+    import sys
+
+    from rich.console import Console
+
+    from tiergate.demo.run import main
+    from tiergate.errors import TiergateError
+
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        # Logs and pipes: rich would assume 80 columns and squeeze the summary's tables.
+        console = Console(highlight=False, width=max(console.width, 132))
+    try:
+        status = main(
+            trace=_locate(trace, DEFAULT_TRACE),
+            fleet=_locate(fleet, DEFAULT_FLEET),
+            duration_s=duration_s,
+            speedup=speedup,
+            seed=seed,
+            start_s=start_s,
+            console=console,
+            live=console.is_terminal and sys.stdout.isatty(),
+        )
+    except TiergateError as exc:
+        click.echo(f"tiergate demo: {exc}", err=True)
+        raise SystemExit(2) from exc
+    raise SystemExit(status)
+
+
+def _locate(given: Path | None, default: Path) -> Path:
+    """``given``, else ``default`` from the working directory or, in a source checkout, from
+    the repository the package runs from."""
+    if given is not None:
+        return given
+    if default.exists():
+        return default
+    checkout = Path(__file__).resolve().parents[3] / default
+    return checkout if checkout.exists() else default
