@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from tests.emulator.conftest import MODEL, Emulate
-from tests.emulator.helpers import eventually
+from tests.polling import eventually
 
 HELLO = [{"role": "user", "content": "hello there, emulator"}]
 

@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from tests.emulator.conftest import MODEL, Emulate
-from tests.emulator.helpers import eventually
+from tests.polling import eventually
 from tiergate.emulator import Faults, parse_faults
 
 HELLO = [{"role": "user", "content": "hello"}]

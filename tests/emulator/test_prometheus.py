@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from tests.emulator.conftest import Emulate, Running
-from tests.emulator.helpers import eventually
+from tests.polling import eventually
 from tiergate.emulator import SchedulerLimits
 
 INSTALL = "apt-get update && apt-get install -y prometheus"

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,12 +18,12 @@ from typing import Any
 
 import aiohttp
 import openai
-import pytest
 import yaml
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.gateway.upstream import FakeUpstream
+from tests.polling import eventually  # noqa: F401 - re-exported for the gateway tests
 from tiergate.spec import Fleet, parse_fleet
 
 StartUpstreams = Callable[..., Awaitable[list[FakeUpstream]]]
@@ -83,25 +82,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-async def eventually(
-    check: Callable[[], bool | Awaitable[bool]],
-    *,
-    timeout_s: float = 3.0,
-    interval_s: float = 0.02,
-    what: str = "condition",
-) -> None:
-    """Poll ``check`` until it is true, at most ``timeout_s``; fail the test otherwise."""
-    attempts = max(1, int(timeout_s / interval_s))
-    for _ in range(attempts):
-        result = check()
-        if isinstance(result, Awaitable):
-            result = await result
-        if result:
-            return
-        await asyncio.sleep(interval_s)
-    pytest.fail(f"{what} not reached within {timeout_s} s")
 
 
 @dataclass
