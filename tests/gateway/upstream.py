@@ -36,12 +36,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import socket
 import struct
 import time
 from typing import Any, NamedTuple, Self
 
 from aiohttp import web
+
+from tiergate.emulator.routes import reset_connection
 
 _DEFAULT_KNOBS: dict[str, Any] = {
     "status": None,
@@ -371,13 +372,4 @@ def _error_body(status: int, message: str) -> dict[str, Any]:
 async def _reset(request: web.Request) -> web.StreamResponse:
     """Drop the connection with a TCP reset, before any byte of a response."""
     request[_DROPPED] = True
-    transport = request.transport
-    if transport is not None:
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            # SO_LINGER 0: close() sends RST instead of FIN.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        transport.abort()
-    # The connection is gone; aiohttp cancels this handler (handler_cancellation) meanwhile.
-    await asyncio.sleep(1)
-    return web.Response(status=599)
+    return await reset_connection(request)

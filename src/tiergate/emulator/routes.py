@@ -156,7 +156,7 @@ async def _reply(
         raise _ApiError(503, "The engine stopped.")
     tokens = engine_request.num_output
     if faults.reset_after_tokens is not None and tokens > faults.reset_after_tokens:
-        return await _reset(request)
+        return await reset_connection(request)
     if faults.stall_after_tokens is not None and tokens > faults.stall_after_tokens:
         await asyncio.get_running_loop().create_future()  # until the client goes away
     body = answer.body(tokens, engine_request.finish_reason, engine_request.prompt_tokens)
@@ -192,14 +192,14 @@ async def _stream(
             await response.write(answer.token_chunks(sent, produced))
             sent = produced
         if reset is not None and sent >= reset:
-            return await _reset(request)
+            return await reset_connection(request)
         if stall is not None and sent >= stall:
             await asyncio.get_running_loop().create_future()  # until the client goes away
         if engine_request.finished:
             break
         await handle.wait()
     if engine_request.state is State.ABORTED:
-        return await _reset(request)  # the engine stopped: end the stream as a failure
+        return await reset_connection(request)  # the engine stopped: end the stream as a failure
     tail = [answer.finish_chunk(engine_request.finish_reason)]
     if include_usage:
         tail.append(answer.usage_chunk(engine_request.prompt_tokens, sent))
@@ -209,8 +209,8 @@ async def _stream(
     return response
 
 
-async def _reset(request: web.Request) -> web.StreamResponse:
-    """Drop the connection with a TCP reset, mid-answer."""
+async def reset_connection(request: web.Request) -> web.StreamResponse:
+    """Drop the connection with a TCP reset, mid-answer (also used by test fakes)."""
     transport = request.transport
     if transport is not None:
         sock = transport.get_extra_info("socket")
