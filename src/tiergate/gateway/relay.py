@@ -26,7 +26,6 @@ class StreamResult:
 
     usage: dict[str, Any] | None = None
     failure: str | None = None
-    client_gone: bool = False
 
 
 async def relay_stream(
@@ -63,8 +62,9 @@ async def relay_stream(
                 await _write_error(response, message)
         await response.write_eof()
     except ConnectionResetError:
-        # The client went away: nothing left to tell it; the finally releases the upstream.
-        result.client_gone = True
+        # The client went away: nothing left to tell it, and not the tier's fault (no failure
+        # is recorded); the finally releases the upstream.
+        pass
     finally:
         await served.stream.aclose()
     return response
