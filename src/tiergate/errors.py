@@ -2,10 +2,13 @@
 
     TiergateError
      ├── SpecError              a fleet spec failed to load or validate; carries every issue found
+     ├── TranslationError       a request that a provider's API cannot express (answered 400)
      └── UpstreamError          an attempt on one tier's upstream failed before a response
-          ├── UpstreamConnectError   the connection could not be opened
-          ├── UpstreamResetError     the connection broke before the response was complete
-          └── UpstreamTimeoutError        connect, first-byte or total time limit reached
+          ├── UpstreamConnectError      the connection could not be opened
+          ├── UpstreamCredentialsError  no credentials to sign the request with
+          ├── UpstreamResetError        the connection broke before the response was complete
+          ├── UpstreamStreamError       the upstream sent an error inside a started stream
+          └── UpstreamTimeoutError      connect, first-byte or total time limit reached
 
 Every ``UpstreamError`` is a transport failure: the cascade moves on to the next tier. Upstream
 HTTP errors are not exceptions but replies with a status, which the cascade policy classifies.
@@ -54,6 +57,15 @@ class SpecError(TiergateError):
         super().__init__(f"{count} error{'s' if count != 1 else ''} in fleet spec:\n{lines}")
 
 
+class TranslationError(TiergateError):
+    """A request a provider cannot express in its upstream's API; ``param`` names the field."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
 class UpstreamError(TiergateError):
     """An attempt on a tier's upstream failed without a usable response.
 
@@ -72,8 +84,22 @@ class UpstreamConnectError(UpstreamError):
     reason = "connect_error"
 
 
+class UpstreamCredentialsError(UpstreamError):
+    reason = "credentials"
+
+
 class UpstreamResetError(UpstreamError):
     reason = "reset"
+
+
+class UpstreamStreamError(UpstreamError):
+    """An error event inside a stream; ``status`` is the HTTP status it stands for."""
+
+    reason = "stream_error"
+
+    def __init__(self, tier: str, detail: str, status: int) -> None:
+        super().__init__(tier, detail)
+        self.status = status
 
 
 class UpstreamTimeoutError(UpstreamError):

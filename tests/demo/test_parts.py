@@ -11,6 +11,7 @@ from tiergate.demo.replay import Outcome
 from tiergate.demo.report import summarize
 from tiergate.demo.view import TierInfo, tier_state
 from tiergate.emulator.openai_format import ChatBody
+from tiergate.providers import Usage
 from tiergate.sim import TraceRequest
 from tiergate.telemetry.metrics import GatewayMetrics
 
@@ -52,8 +53,8 @@ def test_the_gateway_metrics_are_read_by_tier() -> None:
     metrics.attempt_done("onprem", "ok", 0.01)
     metrics.fallback("onprem", "cloud", "status")
     metrics.fallback("onprem", "cloud", "breaker_open")
-    metrics.tokens_used("onprem", "cloud", 1000, 20)
-    metrics.tokens_used("onprem", "cloud", 500, 30)
+    metrics.tokens_used("onprem", "cloud", Usage(1000, 20))
+    metrics.tokens_used("onprem", "cloud", Usage(500, 30))
     metrics.breaker_state.labels("onprem").set(1)
 
     sample = parse_gateway(metrics.exposition().decode(), at=5.0)
@@ -84,8 +85,8 @@ def test_the_summary_prices_the_tiers_against_the_managed_api_alone() -> None:
     metrics = GatewayMetrics()
     metrics.request_done("onprem", "onprem", 200, 0.1)
     metrics.request_done("onprem", "api", 200, 0.1)
-    metrics.tokens_used("onprem", "onprem", 9000, 1000)
-    metrics.tokens_used("onprem", "api", 1000, 0)
+    metrics.tokens_used("onprem", "onprem", Usage(9000, 1000))
+    metrics.tokens_used("onprem", "api", Usage(1000, 0))
     outcomes = [
         Outcome(0.0, 1.0, "onprem", 200, 0.1, 9000, 1000, None),
         Outcome(0.5, 1.0, "api", 200, 0.3, 1000, 0, None),

@@ -60,3 +60,7 @@ async def gateway() -> AsyncIterator[Callable[[str], Awaitable[Gateway]]]:
         await close()
     for runner in runners:
         await runner.cleanup()
+
+
+# The Bedrock tests of the gateway run against fake Bedrock Runtime servers.
+from tests.providers.bedrock.conftest import fake_bedrock  # noqa: E402, F401

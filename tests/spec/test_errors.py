@@ -263,6 +263,17 @@ CASES: dict[str, tuple[str, list[str]]] = {
             "fleet.yaml:17:19: models[0].healthCheck.intervalMs: expected a number > 0, got -5",
         ],
     ),
+    "spillover on bedrock": (
+        VALID.replace(
+            "    costPer1kTokens: 0.003",
+            "    costPer1kTokens: 0.003\n    spillover:\n      maxWaiting: 4",
+        ),
+        [
+            "fleet.yaml:21:7: models[1].spillover: spillover reads a self-hosted engine's vLLM "
+            "metrics; Bedrock publishes none (its throttling answers 429: list 429 in "
+            "fallbackConditions.statusCode instead)",
+        ],
+    ),
 }
 
 

@@ -34,7 +34,11 @@ def test_bifrost_config_resolves_to_three_tiers_in_cascade_order(examples: Path)
     assert (bedrock.region, bedrock.max_tokens) == ("us-east-1", 4096)
     assert all(t.health is None for t in fleet.cascade)
     assert fleet.standalone == ()
-    assert fleet.warnings == ()
+    # Valid as a spec; on real Bedrock its model id would be refused, and tiergate says why.
+    (warning,) = fleet.warnings
+    assert (warning.line, warning.path) == (31, "models[2].model")
+    assert "lacks the version suffix" in warning.message
+    assert "'anthropic.claude-sonnet-4-20250514-v1:0'" in warning.message
 
 
 def test_bifrost_config_fallback_conditions_are_typed(examples: Path) -> None:
@@ -70,8 +74,14 @@ def test_three_tier_block_resolves_with_health_check_on_the_engine_origin(exampl
     # Without fallbackConditions the defaults apply.
     assert fleet.fallback.status_codes == frozenset({429, 500, 502, 503, 504})
     assert fleet.fallback.latency_ms is None
-    # The block gives no prices: each tier gets a warning, not an error.
-    assert [w.path for w in fleet.warnings] == ["models[0]", "models[1]", "models[2]"]
+    # The block gives no prices: each tier gets a warning, not an error; and the Bedrock model
+    # id lacks its version suffix.
+    assert [w.path for w in fleet.warnings] == [
+        "models[0]",
+        "models[1]",
+        "models[2]",
+        "models[2].model",
+    ]
 
 
 def test_examples_are_the_seed_blocks_verbatim_apart_from_indentation(

@@ -130,3 +130,45 @@ models:
         ("base", "Qwen/Qwen3-32B", "http://base/v1"),
         ("copy", "Qwen/Qwen3-32B", "http://copy/v1"),
     ]
+
+
+def test_bedrock_tier_fields_that_cannot_work_are_reported() -> None:
+    text = """\
+models:
+  - name: claude
+    provider: bedrock
+    model: us.anthropic.claude-sonnet-4-20250514
+    region: us-east-1
+    baseUrl: https://vpce-0abc.bedrock-runtime.us-east-1.vpce.amazonaws.com
+    apiKey: sk-unused
+    costPer1kTokens: 0.003
+    healthCheck:
+      endpoint: /health
+"""
+    fleet = parse_fleet(text, "f.yaml", env={})
+    (tier,) = fleet.cascade
+    # The private endpoint is kept; no probe is built for it (Bedrock has no health endpoint).
+    assert tier.base_url == "https://vpce-0abc.bedrock-runtime.us-east-1.vpce.amazonaws.com"
+    assert tier.health is None
+    assert [(w.line, w.path) for w in fleet.warnings] == [
+        (4, "models[0].model"),
+        (7, "models[0].apiKey"),
+        (10, "models[0].healthCheck"),
+    ]
+    assert "Did you mean 'us.anthropic.claude-sonnet-4-20250514-v1:0'?" in (
+        fleet.warnings[0].message
+    )
+    assert "signed (SigV4)" in fleet.warnings[1].message
+
+
+def test_versioned_bedrock_model_ids_and_arns_get_no_warning() -> None:
+    for model in (
+        "anthropic.claude-sonnet-4-20250514-v1:0",
+        "us.anthropic.claude-sonnet-4-20250514-v1:0",
+        "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-3-7-sonnet-20250219-v1:0",
+        "qwen.qwen3-32b-v1:0",
+    ):
+        text = (
+            f"models:\n  - {{name: c, provider: bedrock, model: '{model}', costPer1kTokens: 1}}\n"
+        )
+        assert parse_fleet(text, "f.yaml", env={}).warnings == ()

@@ -86,16 +86,13 @@ def command(  # noqa: PLR0917 - one parameter per click option
     performance model; /admin/faults, /admin/heal and /admin/crash inject failures. Runs until
     SIGINT or SIGTERM.
     """
-    import logging
-
     from pydantic import ValidationError
 
+    from tiergate.cli import logs
     from tiergate.emulator import EmulatorConfig, SchedulerLimits, parse_faults
     from tiergate.emulator.serve import run
 
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.setup(log_level)
     try:
         config = EmulatorConfig(
             model=model,

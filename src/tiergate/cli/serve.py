@@ -37,14 +37,11 @@ def command(fleet: Path, host: str, port: int, workers: int, log_level: str) -> 
     SIGHUP reloads the fleet spec (a bad one is rejected and the old one stays); SIGTERM stops
     accepting connections and drains requests in flight, up to gateway.drainTimeoutMs.
     """
-    import logging
-
+    from tiergate.cli import logs
     from tiergate.errors import SpecError
     from tiergate.gateway.server import run
 
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.setup(log_level)
     try:
         status = run(fleet, host, port, workers)
     except SpecError as exc:

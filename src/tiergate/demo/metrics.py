@@ -60,7 +60,7 @@ def parse_gateway(text: str, at: float) -> GatewaySample:
                 fallbacks[key] = sample.value
             elif name == "tiergate_attempts_total" and labels["outcome"] != "ok":
                 failed[labels["tier"]] += sample.value
-            elif name == "tiergate_tokens_total":
+            elif name == "tiergate_tokens_total" and labels["direction"] in ("input", "output"):
                 index = 0 if labels["direction"] == "input" else 1
                 tokens[labels["tier"]][index] += sample.value
             elif name in (

@@ -17,7 +17,7 @@ from tiergate.gateway.breaker import Breaker
 from tiergate.gateway.cascade import Skip, entry_points, skip_reason
 from tiergate.gateway.health import HealthChecker
 from tiergate.gateway.saturation import SaturationMonitor
-from tiergate.providers import Endpoint, Provider, UnsupportedProviderError, create_provider
+from tiergate.providers import Endpoint, Provider, ProviderSetupError, create_provider
 from tiergate.spec import Fleet
 from tiergate.telemetry.metrics import BREAKER_STATE_VALUES, GatewayMetrics
 
@@ -43,8 +43,8 @@ class Router:
         for tier in fleet.tiers:
             try:
                 self.providers[tier.name] = create_provider(tier)
-            except UnsupportedProviderError as exc:
-                log.warning("%s; the tier is skipped", exc)
+            except ProviderSetupError as exc:
+                log.error("%s; the tier is skipped", exc)
         threshold = fleet.fallback.error_rate
         self.breakers = (
             {name: Breaker(threshold, fleet.breaker) for name in self.tiers} if threshold else {}

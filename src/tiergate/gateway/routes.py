@@ -14,7 +14,7 @@ from tiergate.gateway.inbound import ClientRequest, parse_request
 from tiergate.gateway.openai_errors import OpenAIError
 from tiergate.gateway.relay import StreamResult, relay_stream
 from tiergate.gateway.state import STATE, GatewayState
-from tiergate.providers import Endpoint
+from tiergate.providers import Endpoint, Usage
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -131,16 +131,9 @@ def _reply_usage(body: bytes) -> dict[str, Any] | None:
 
 
 def _count_tokens(state: GatewayState, model: str, tier: str, usage: dict[str, Any] | None) -> None:
-    if usage is None:
-        return
-    prompt = usage.get("prompt_tokens")
-    completion = usage.get("completion_tokens")
-    state.metrics.tokens_used(
-        model,
-        tier,
-        prompt if isinstance(prompt, int) else 0,
-        completion if isinstance(completion, int) else 0,
-    )
+    record = Usage.from_openai(usage)
+    if record is not None:
+        state.metrics.tokens_used(model, tier, record)
 
 
 async def list_models(request: web.Request) -> web.Response:

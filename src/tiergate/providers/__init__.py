@@ -10,16 +10,22 @@ from tiergate.providers.base import (
     UpstreamReply,
     UpstreamRequest,
     UpstreamStream,
+    Usage,
 )
 from tiergate.spec import Tier
 
 # provider name in the fleet spec -> "module:class"; a new provider is one file plus one entry.
 REGISTRY = {
     "openai-compatible": "tiergate.providers.openai_compat:OpenAICompatProvider",
+    "bedrock": "tiergate.providers.bedrock:BedrockProvider",
 }
 
 
-class UnsupportedProviderError(ValueError):
+class ProviderSetupError(ValueError):
+    """A tier's provider cannot be set up (missing dependency, region or credentials source)."""
+
+
+class UnsupportedProviderError(ProviderSetupError):
     """The fleet names a provider this build does not include."""
 
 
@@ -32,7 +38,14 @@ def create_provider(tier: Tier) -> Provider:
             f"(available: {', '.join(sorted(REGISTRY))})"
         )
     module, _, cls = target.partition(":")
-    provider: Provider = getattr(importlib.import_module(module), cls)(tier)
+    try:
+        loaded = importlib.import_module(module)
+    except ImportError as exc:
+        raise UnsupportedProviderError(
+            f"provider '{tier.provider}' of tier '{tier.name}' needs a package that is not "
+            f"installed ({exc.name}): install tiergate[{tier.provider}]"
+        ) from exc
+    provider: Provider = getattr(loaded, cls)(tier)
     return provider
 
 
@@ -40,9 +53,11 @@ __all__ = [
     "REGISTRY",
     "Endpoint",
     "Provider",
+    "ProviderSetupError",
     "UnsupportedProviderError",
     "UpstreamReply",
     "UpstreamRequest",
     "UpstreamStream",
+    "Usage",
     "create_provider",
 ]

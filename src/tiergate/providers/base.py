@@ -40,6 +40,44 @@ class UpstreamReply:
     content_type: str
 
 
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """The tokens of one request, the same record whichever provider served it.
+
+    ``prompt`` counts every input token, cached or not (OpenAI's convention); ``cache_read`` and
+    ``cache_write`` are the parts of it read from and written to the provider's prompt cache,
+    which are priced differently from plain input.
+    """
+
+    prompt: int
+    completion: int
+    cache_read: int = 0
+    cache_write: int = 0
+
+    @classmethod
+    def from_openai(cls, usage: object) -> Usage | None:
+        """Read an OpenAI ``usage`` object; ``None`` when there is none.
+
+        Cache counts come from ``prompt_tokens_details.cached_tokens`` (OpenAI, vLLM) or the
+        ``cache_read_input_tokens`` / ``cache_creation_input_tokens`` pair (Anthropic-style
+        upstreams and tiergate's Bedrock provider).
+        """
+        if not isinstance(usage, dict):
+            return None
+        details = usage.get("prompt_tokens_details")
+        cached = details.get("cached_tokens") if isinstance(details, dict) else None
+        return cls(
+            prompt=_count(usage.get("prompt_tokens")),
+            completion=_count(usage.get("completion_tokens")),
+            cache_read=_count(usage.get("cache_read_input_tokens", cached)),
+            cache_write=_count(usage.get("cache_creation_input_tokens")),
+        )
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
 class UpstreamStream(Protocol):
     """An upstream SSE stream whose response status was 200.
 

@@ -6,20 +6,13 @@ fields included) apart from what the gateway rewrote; responses are relayed as b
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
-from typing import NoReturn
 
 import aiohttp
 import orjson
 
-from tiergate.errors import (
-    UpstreamConnectError,
-    UpstreamError,
-    UpstreamResetError,
-    UpstreamTimeoutError,
-)
 from tiergate.providers.base import Endpoint, UpstreamReply, UpstreamRequest, UpstreamStream
+from tiergate.providers.transport import pooled_session, post, read_reply, translate
 from tiergate.spec import Tier
 
 _EVENT_END = b"\n\n"
@@ -37,57 +30,31 @@ class OpenAICompatProvider:
         self._headers = {"Content-Type": "application/json"}
         if tier.api_key:
             self._headers["Authorization"] = f"Bearer {tier.api_key}"
-        self._timeout = aiohttp.ClientTimeout(
-            total=tier.timeouts.total_s, sock_connect=tier.timeouts.connect_s
-        )
         self._session: aiohttp.ClientSession | None = None
 
     def supports(self, endpoint: Endpoint) -> bool:
         return True
 
-    def _client(self) -> aiohttp.ClientSession:
-        # Created on first use, inside the running event loop that will drive it.
-        if self._session is None:
-            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60, ttl_dns_cache=300)
-            self._session = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout, auto_decompress=False
-            )
-        return self._session
-
     async def _post(self, request: UpstreamRequest) -> aiohttp.ClientResponse:
-        headers = {**self._headers, "x-request-id": request.request_id}
-        data = orjson.dumps(request.body)
-        url = self._base + request.endpoint
-        try:
-            if self._timeouts.first_byte_s >= self._timeouts.total_s:
-                # The session's total limit covers it: save a timer per request.
-                return await self._client().post(url, data=data, headers=headers)
-            async with asyncio.timeout(self._timeouts.first_byte_s):
-                return await self._client().post(url, data=data, headers=headers)
-        except TimeoutError as exc:
-            raise UpstreamTimeoutError(
-                self.name, f"no response within {self._timeouts.first_byte_s:g} s", "first_byte"
-            ) from exc
-        except aiohttp.ClientError as exc:
-            _translate(self.name, exc)
+        if self._session is None:  # created on first use, inside the loop that drives it
+            self._session = pooled_session(self._timeouts, decompress=False)
+        return await post(
+            self._session,
+            self._base + request.endpoint,
+            orjson.dumps(request.body),
+            {**self._headers, "x-request-id": request.request_id},
+            tier=self.name,
+            timeouts=self._timeouts,
+        )
 
     async def send(self, request: UpstreamRequest) -> UpstreamReply:
-        return await self._reply(await self._post(request))
+        return await read_reply(self.name, await self._post(request))
 
     async def stream(self, request: UpstreamRequest) -> UpstreamReply | UpstreamStream:
         response = await self._post(request)
         if response.status != 200:
-            return await self._reply(response)
+            return await read_reply(self.name, response)
         return _SSEStream(self.name, response)
-
-    async def _reply(self, response: aiohttp.ClientResponse) -> UpstreamReply:
-        try:
-            body = await response.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            response.close()
-            _translate(self.name, exc)
-        response.release()
-        return UpstreamReply(response.status, body, response.content_type)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -121,7 +88,7 @@ class _SSEStream:
                         yield event + _EVENT_END
         except (aiohttp.ClientError, TimeoutError) as exc:
             self._response.close()
-            _translate(self._tier, exc)
+            translate(self._tier, exc)
         if pending.strip():
             yield pending + _EVENT_END
         self._finished = True
@@ -131,18 +98,3 @@ class _SSEStream:
         if not self._finished:
             # Closing (not releasing) drops the connection: the upstream sees the request end.
             self._response.close()
-
-
-def _translate(tier: str, exc: BaseException) -> NoReturn:
-    """Map aiohttp's transport errors to tiergate's upstream errors: the one place it happens."""
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        raise UpstreamTimeoutError(tier, "connect timed out", "connect") from exc
-    if isinstance(exc, TimeoutError):
-        raise UpstreamTimeoutError(tier, "total time limit reached", "total") from exc
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        raise UpstreamConnectError(tier, f"cannot connect: {exc.os_error}") from exc
-    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
-        raise UpstreamResetError(tier, f"connection closed: {exc}") from exc
-    if isinstance(exc, aiohttp.ClientOSError):
-        raise UpstreamResetError(tier, f"connection error: {exc}") from exc
-    raise UpstreamError(tier, f"{type(exc).__name__}: {exc}") from exc

@@ -6,11 +6,15 @@ field validation failed elsewhere in the file: every error of a file is reported
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from tiergate.errors import SpecIssue
 from tiergate.spec.diagnostics import did_you_mean
 from tiergate.spec.yamldoc import Document
+
+# An Anthropic model id ending at its date, without Bedrock's "-v1:0" style version.
+_UNVERSIONED_ANTHROPIC = re.compile(r"(?:[a-z]{2,6}\.)?anthropic\.claude-[a-z0-9.-]*-\d{8}")
 
 
 @dataclass(slots=True)
@@ -114,7 +118,18 @@ def _check_provider_fields(
             result.warnings.append(
                 doc.issue(("models", index, "region"), "region is ignored for openai-compatible")
             )
-    if provider == "bedrock" and isinstance(entry.get("healthCheck"), dict):
+    if provider == "bedrock":
+        _check_bedrock(doc, index, entry, result)
+    if "costPer1kTokens" not in entry:
+        result.warnings.append(
+            doc.issue(("models", index), f"'{name}' has no costPer1kTokens: its cost counts as 0")
+        )
+
+
+def _check_bedrock(
+    doc: Document, index: int, entry: dict[str, object], result: CheckResult
+) -> None:
+    if isinstance(entry.get("healthCheck"), dict):
         result.warnings.append(
             doc.issue(
                 ("models", index, "healthCheck"),
@@ -122,9 +137,32 @@ def _check_provider_fields(
                 "healthCheck is ignored",
             )
         )
-    if "costPer1kTokens" not in entry:
+    if "spillover" in entry:
+        result.errors.append(
+            doc.issue(
+                ("models", index, "spillover"),
+                "spillover reads a self-hosted engine's vLLM metrics; Bedrock publishes none "
+                "(its throttling answers 429: list 429 in fallbackConditions.statusCode instead)",
+            )
+        )
+    if "apiKey" in entry:
         result.warnings.append(
-            doc.issue(("models", index), f"'{name}' has no costPer1kTokens: its cost counts as 0")
+            doc.issue(
+                ("models", index, "apiKey"),
+                "apiKey is ignored for bedrock: requests are signed (SigV4) with the AWS "
+                "credentials of the environment, profile, IRSA or instance role",
+            )
+        )
+    model = entry.get("model")
+    if isinstance(model, str) and _UNVERSIONED_ANTHROPIC.fullmatch(model):
+        result.warnings.append(
+            doc.issue(
+                ("models", index, "model"),
+                f"'{model}' lacks the version suffix of Bedrock model ids: Bedrock answers "
+                "ValidationException (invalid model identifier). Did you mean "
+                f"'{model}-v1:0'? Recent Anthropic models are invoked on demand through an "
+                f"inference profile such as 'us.{model}-v1:0'",
+            )
         )
 
 

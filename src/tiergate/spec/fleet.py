@@ -165,7 +165,7 @@ def _fallback(spec: FleetSpec) -> FallbackPolicy:
 def _tier(entry: ModelEntry, default_first_byte_s: float | None) -> Tier:
     health = None
     check = entry.health_check
-    if check is not None and entry.base_url is not None:
+    if check is not None and entry.base_url is not None and entry.provider != "bedrock":
         health = HealthProbe(
             url=urljoin(entry.base_url, check.endpoint),
             interval_s=check.interval_ms / 1000,

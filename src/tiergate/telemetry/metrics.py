@@ -18,6 +18,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from tiergate.providers.base import Usage
+
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 # Seconds. Includes 2 s: the seed's TTFT objective is P95 < 2 s.
@@ -105,7 +107,9 @@ class GatewayMetrics:
         )
         self.tokens = Counter(
             "tiergate_tokens",
-            "Tokens by direction (input, output), requested model and serving tier.",
+            "Tokens by direction, requested model and serving tier: input (every prompt token) "
+            "and output; cache_read and cache_write are the parts of input served from and "
+            "written to the provider's prompt cache.",
             ["direction", "model", "tier"],
             registry=r,
         )
@@ -151,17 +155,21 @@ class GatewayMetrics:
     def first_token(self, model: str, tier: str, seconds: float) -> None:
         self._child(("ttft", model, tier), lambda: self.ttft.labels(model, tier)).observe(seconds)
 
-    def tokens_used(self, model: str, tier: str, prompt: int, completion: int) -> None:
-        """Add a request's input and output tokens."""
-        source, generated = self._child(
+    def tokens_used(self, model: str, tier: str, usage: Usage) -> None:
+        """Add a request's tokens."""
+        source, generated, read, written = self._child(
             ("tokens", model, tier),
-            lambda: (
-                self.tokens.labels("input", model, tier),
-                self.tokens.labels("output", model, tier),
+            lambda: tuple(
+                self.tokens.labels(direction, model, tier)
+                for direction in ("input", "output", "cache_read", "cache_write")
             ),
         )
-        source.inc(prompt)
-        generated.inc(completion)
+        source.inc(usage.prompt)
+        generated.inc(usage.completion)
+        if usage.cache_read:
+            read.inc(usage.cache_read)
+        if usage.cache_write:
+            written.inc(usage.cache_write)
 
     def exposition(self) -> bytes:
         """The registry in Prometheus text format (all workers' values under --workers)."""

@@ -1,0 +1,625 @@
+"""A fake of Amazon Bedrock Runtime's Converse API, the test double of the Bedrock provider.
+
+``FakeBedrock`` is a real aiohttp server on ``127.0.0.1`` with a free port that speaks Bedrock
+Runtime's REST-JSON wire protocol:
+
+- ``POST /model/{modelId}/converse`` and ``POST /model/{modelId}/converse-stream``, the model id
+  percent-encoded in the path (``anthropic.claude-sonnet-4-20250514-v1%3A0``);
+- a SigV4 check of every request, recomputed with botocore from the path exactly as received, so
+  a client that signs one path and sends another (``%3A`` decoded to ``:`` by its URL library)
+  fails as it does on AWS;
+- the body checked against botocore's model of the API and Bedrock's conversation rules
+  (:mod:`tests.providers.bedrock.converse_rules`);
+- ConverseStream answers in AWS event-stream framing (:mod:`tests.providers.bedrock.eventstream`),
+  one event per frame, each JSON payload padded with a ``"p"`` member as Bedrock pads them.
+
+Each accepted request takes the next behaviour from a FIFO queue (``fake.enqueue(Reply(...),
+Fail(...))``); with an empty queue the answer echoes the last user text (``"echo: hi"``).
+Behaviours: :class:`Reply`, :class:`Fail`, :class:`StreamFail`, :class:`Reset`, :class:`Stall`.
+
+What it saw: ``requests`` (a :class:`Received` per accepted request, in arrival order) and
+``rejected`` (a line per refused request: status, error type and why, with the canonical request
+the fake computed when a signature does not match).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import hashlib
+import hmac
+import json
+import re
+import string
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Self
+from urllib.parse import unquote
+
+from aiohttp import web
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+from tests.providers.bedrock import converse_rules
+from tests.providers.bedrock.eventstream import event_frame, exception_frame
+from tiergate.emulator.routes import reset_connection
+
+SERVICE = "bedrock"
+LATENCY_MS = 12
+SIGNATURE_TTL = datetime.timedelta(minutes=5)
+AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
+EVENT_STREAM = "application/vnd.amazon.eventstream"
+_PATH = re.compile(r"/model/(?P<model>[^/]+)/(?P<operation>converse|converse-stream)")
+_AUTH_SCHEME = "AWS4-HMAC-SHA256 "
+_CORAL_SERVICE = "http://internal.amazon.com/coral/com.amazon.coral.service/"
+_CORAL_BEDROCK = "http://internal.amazon.com/coral/com.amazon.bedrock/"
+_SIGNATURE_MISMATCH = (
+    "The request signature we calculated does not match the signature you provided. Check your"
+    " AWS Secret Access Key and signing method. Consult the service documentation for details."
+)
+_INVALID_TOKEN = "The security token included in the request is invalid."
+_PADDING = string.ascii_lowercase + string.ascii_uppercase + string.digits
+# HTTP status of each in-stream exception (ConverseStream's model), for StreamFail on converse.
+_STREAM_EXCEPTION_STATUS = {
+    "internalServerException": 500,
+    "modelStreamErrorException": 424,
+    "serviceUnavailableException": 503,
+    "throttlingException": 429,
+    "validationException": 400,
+}
+_STREAMABLE_BLOCKS = ("text", "toolUse", "reasoningContent")
+# Room for images and documents in a body (aiohttp's default limit is 1 MiB).
+_MAX_BODY_BYTES = 32 * 1024 * 1024
+
+
+# -- behaviours ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A successful answer: Converse content blocks, also streamed as ConverseStream events.
+
+    ``content`` holds ``{"text": ...}``, ``{"toolUse": {"toolUseId", "name", "input"}}`` and
+    ``{"reasoningContent": {"reasoningText": {"text", "signature"}}}`` blocks. ``usage`` is
+    sent as given; by default it is computed from the characters of text (``// 4 + 1``). A
+    stream splits text into ``text_chunk``-character deltas and a tool's compact JSON input into
+    ``json_chunk``-character fragments, and sleeps ``delay_s`` between frames.
+    """
+
+    content: list[dict[str, Any]]
+    stop_reason: str = "end_turn"
+    usage: dict[str, int] | None = None
+    text_chunk: int = 4
+    json_chunk: int = 3
+    delay_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.text_chunk < 1 or self.json_chunk < 1:
+            raise ValueError("text_chunk and json_chunk must be at least 1")
+        for block in self.content:
+            if len(block) != 1 or next(iter(block)) not in _STREAMABLE_BLOCKS:
+                raise ValueError(f"Reply content blocks are one of {_STREAMABLE_BLOCKS}: {block}")
+
+
+@dataclass(frozen=True)
+class Fail:
+    """An HTTP error before any stream frame, e.g. ``Fail("ThrottlingException", "...", 429)``."""
+
+    exception_type: str
+    message: str
+    status: int
+
+
+@dataclass(frozen=True)
+class StreamFail:
+    """A stream that breaks with an in-stream exception after ``after_frames`` frames.
+
+    ``exception_type`` is camelCase as sent in the frame (``throttlingException``,
+    ``modelStreamErrorException``, ...); ``messageStart`` counts as a frame. On ``converse`` the
+    same failure comes back as an HTTP error (``ThrottlingException``, 429).
+    """
+
+    after_frames: int
+    exception_type: str
+    message: str
+    reply: Reply | None = None
+
+
+@dataclass(frozen=True)
+class Reset:
+    """Drop the connection abruptly, without an exception frame.
+
+    On ``converse-stream`` the status line and headers go out, then ``after_frames`` frames, then
+    the connection is aborted mid-body. On ``converse`` the connection is reset (TCP RST) before
+    any byte of a response.
+    """
+
+    after_frames: int = 0
+    reply: Reply | None = None
+
+
+@dataclass(frozen=True)
+class Stall:
+    """Sleep ``seconds`` before answering, then answer with the default echo."""
+
+    seconds: float
+
+
+Behaviour = Reply | Fail | StreamFail | Reset | Stall
+
+
+@dataclass(frozen=True)
+class Received:
+    """One accepted request: ``converse`` or ``converse-stream``, the decoded model id, the body
+    and the headers (names in lower case)."""
+
+    operation: str
+    model_id: str
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+
+class _RejectionError(Exception):
+    """A request refused before it reaches a behaviour: its status, AWS error type and reason."""
+
+    def __init__(
+        self, status: int, error_type: str, message: str, reason: str, namespace: str
+    ) -> None:
+        super().__init__(f"{status} {error_type}: {reason}")
+        self.status = status
+        self.error_type = error_type
+        self.message = message
+        self.namespace = namespace
+
+    @classmethod
+    def signature(
+        cls,
+        reason: str,
+        message: str = _SIGNATURE_MISMATCH,
+        error_type: str = "InvalidSignatureException",
+    ) -> _RejectionError:
+        return cls(403, error_type, message, reason, _CORAL_SERVICE)
+
+    @classmethod
+    def bedrock(cls, status: int, error_type: str, message: str) -> _RejectionError:
+        return cls(status, error_type, message, message, _CORAL_BEDROCK)
+
+    def response(self) -> web.Response:
+        return _error_response(self.status, self.error_type, self.message, self.namespace)
+
+
+# -- the server ------------------------------------------------------------------------------
+
+
+class FakeBedrock:
+    """An in-process Bedrock Runtime (Converse API) whose answers a test scripts."""
+
+    def __init__(
+        self,
+        *,
+        access_key: str = "AKIDTIERGATETEST",
+        secret_key: str = "tiergate-test-secret",
+        session_token: str | None = None,
+        region: str = "us-east-1",
+    ) -> None:
+        self.access_key = access_key
+        self.secret_key = secret_key
+        self.session_token = session_token
+        self.region = region
+        self.requests: list[Received] = []
+        self.rejected: list[str] = []
+        self.port = 0
+        self._queue: deque[Behaviour] = deque()
+        self._input_shapes = converse_rules.load_input_shapes()
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        """The endpoint URL, ``http://127.0.0.1:PORT`` (botocore's ``endpoint_url``)."""
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> Self:
+        app = web.Application(client_max_size=_MAX_BODY_BYTES)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        app.on_response_prepare.append(_add_request_id)
+        # Cancel handlers when the client goes away, so that a stall or a stream notices at once.
+        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        return self
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def enqueue(self, *behaviours: Behaviour) -> None:
+        """Script the next requests' answers, one behaviour per accepted request, in order."""
+        self._queue.extend(behaviours)
+
+    # -- one request ---------------------------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        raw_body = await request.read()
+        try:
+            self._authenticate(request, raw_body)
+            operation, model_id = _route(request)
+            body = self._validate(operation, model_id, raw_body)
+        except _RejectionError as rejection:
+            self.rejected.append(str(rejection))
+            return rejection.response()
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        self.requests.append(Received(operation, model_id, body, headers))
+        behaviour = self._queue.popleft() if self._queue else _echo(body)
+        return await _perform(request, operation, body, behaviour)
+
+    def _validate(self, operation: str, model_id: str, raw_body: bytes) -> dict[str, Any]:
+        try:
+            body = json.loads(raw_body)
+        except ValueError as error:
+            raise _RejectionError.bedrock(
+                400, "SerializationException", f"Invalid JSON: {error}"
+            ) from None
+        shape = self._input_shapes[operation]
+        found = converse_rules.problems(body, model_id=model_id, input_shape=shape)
+        if found:
+            raise _RejectionError.bedrock(400, "ValidationException", _joined(found))
+        assert isinstance(body, dict)  # problems() refuses anything else
+        return body
+
+    # -- SigV4 ---------------------------------------------------------------------------------
+
+    def _authenticate(self, request: web.Request, body: bytes) -> None:
+        """Check the request's SigV4 signature as AWS does; raise a _RejectionError when it fails."""
+        header = request.headers.get("Authorization")
+        if header is None:
+            raise _RejectionError.signature(
+                "no Authorization header",
+                "Missing Authentication Token",
+                "MissingAuthenticationTokenException",
+            )
+        fields = _authorization_fields(header)
+        access_key, date, region, service, terminator = _credential_scope(fields["Credential"])
+        if access_key != self.access_key:
+            raise _RejectionError.signature(
+                f"unknown access key {access_key}", _INVALID_TOKEN, "UnrecognizedClientException"
+            )
+        if region != self.region:
+            raise _RejectionError.signature(
+                f"region {region!r}, expected {self.region!r}",
+                "Credential should be scoped to a valid region. ",
+            )
+        if service != SERVICE or terminator != "aws4_request":
+            raise _RejectionError.signature(
+                f"scope {service}/{terminator}",
+                f"Credential should be scoped to correct service: '{SERVICE}'. ",
+            )
+        amz_date = _check_date(request.headers.get("X-Amz-Date"), date)
+        self._check_token(request.headers.get("X-Amz-Security-Token"))
+        _check_content_sha256(request.headers.get("X-Amz-Content-SHA256"), body)
+        self._check_signature(request, body, fields, amz_date)
+
+    def _check_token(self, token: str | None) -> None:
+        if token != self.session_token:
+            reason = "no session token" if token is None else "wrong or unexpected session token"
+            raise _RejectionError.signature(reason, _INVALID_TOKEN, "UnrecognizedClientException")
+
+    def _check_signature(
+        self, request: web.Request, body: bytes, fields: dict[str, str], amz_date: str
+    ) -> None:
+        signed_names = fields["SignedHeaders"].split(";")
+        if "host" not in signed_names:
+            raise _RejectionError.signature(
+                "host not signed", "'Host' or ':authority' must be a 'SignedHeader'."
+            )
+        missing = [name for name in signed_names if name not in request.headers]
+        if missing:
+            raise _RejectionError.signature(f"signed headers missing from the request: {missing}")
+        signed = AWSRequest(
+            method=request.method,
+            # The path exactly as received: re-quoting it would hide a client's encoding bug.
+            url=f"http://{request.host}{request.raw_path}",
+            data=body,
+            headers={name: ",".join(request.headers.getall(name)) for name in signed_names},
+        )
+        signed.context["timestamp"] = amz_date
+        credentials = Credentials(self.access_key, self.secret_key, self.session_token)
+        auth = SigV4Auth(credentials, SERVICE, self.region)
+        canonical = auth.canonical_request(signed)
+        expected = auth.signature(auth.string_to_sign(signed, canonical), signed)
+        if auth.signed_headers(auth.headers_to_sign(signed)) != fields["SignedHeaders"]:
+            raise _RejectionError.signature(
+                f"SignedHeaders {fields['SignedHeaders']!r} not canonical"
+            )
+        if not hmac.compare_digest(expected, fields["Signature"]):
+            raise _RejectionError.signature(f"signature mismatch; canonical request: {canonical!r}")
+
+
+def sign_headers(
+    url: str,
+    body: bytes,
+    *,
+    access_key: str,
+    secret_key: str,
+    region: str,
+    session_token: str | None = None,
+    at: datetime.datetime | None = None,
+) -> dict[str, str]:
+    """The headers of a POST of JSON ``body`` to ``url`` signed by botocore's SigV4Auth.
+
+    ``url``'s path must already be percent-encoded as sent (``...v1%3A0/converse``). ``at``
+    signs for another time than now (an expired signature), through the same botocore steps.
+    """
+    request = AWSRequest(
+        method="POST", url=url, data=body, headers={"Content-Type": "application/json"}
+    )
+    auth = SigV4Auth(Credentials(access_key, secret_key, session_token), SERVICE, region)
+    if at is None:
+        auth.add_auth(request)
+        return dict(request.headers.items())
+    amz_date = at.strftime(AMZ_DATE_FORMAT)
+    request.context["timestamp"] = amz_date
+    request.headers["X-Amz-Date"] = amz_date
+    if session_token is not None:
+        request.headers["X-Amz-Security-Token"] = session_token
+    canonical = auth.canonical_request(request)
+    signature = auth.signature(auth.string_to_sign(request, canonical), request)
+    names = auth.signed_headers(auth.headers_to_sign(request))
+    request.headers["Authorization"] = (
+        f"{_AUTH_SCHEME}Credential={auth.scope(request)}, SignedHeaders={names}, "
+        f"Signature={signature}"
+    )
+    return dict(request.headers.items())
+
+
+# -- request checks --------------------------------------------------------------------------
+
+
+def _authorization_fields(header: str) -> dict[str, str]:
+    """``Credential``, ``SignedHeaders`` and ``Signature`` of a SigV4 Authorization header."""
+    if not header.startswith(_AUTH_SCHEME):
+        raise _RejectionError.signature(
+            f"scheme of {header[:30]!r}", "Authorization header requires AWS4-HMAC-SHA256."
+        )
+    fields = dict(
+        part.strip().partition("=")[::2] for part in header.removeprefix(_AUTH_SCHEME).split(",")
+    )
+    for name in ("Credential", "SignedHeaders", "Signature"):
+        if not fields.get(name):
+            raise _RejectionError.signature(
+                f"no {name} in Authorization",
+                f"Authorization header requires '{name}' parameter.",
+                "IncompleteSignatureException",
+            )
+    return fields
+
+
+def _credential_scope(credential: str) -> tuple[str, str, str, str, str]:
+    parts = credential.split("/")
+    if len(parts) != 5:
+        raise _RejectionError.signature(
+            f"credential {credential!r}",
+            "Credential should be of the form AKID/DATE/REGION/SERVICE/aws4_request.",
+            "IncompleteSignatureException",
+        )
+    return parts[0], parts[1], parts[2], parts[3], parts[4]
+
+
+def _check_date(amz_date: str | None, scope_date: str) -> str:
+    """The ``X-Amz-Date`` value, when it is well formed, fresh and the credential's day."""
+    if amz_date is None:
+        raise _RejectionError.signature(
+            "no X-Amz-Date header",
+            "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.",
+            "IncompleteSignatureException",
+        )
+    try:
+        signed_at = datetime.datetime.strptime(amz_date, AMZ_DATE_FORMAT).replace(
+            tzinfo=datetime.UTC
+        )
+    except ValueError:
+        raise _RejectionError.signature(f"X-Amz-Date {amz_date!r} is not ISO 8601 basic") from None
+    now = datetime.datetime.now(datetime.UTC)
+    if abs(now - signed_at) > SIGNATURE_TTL:
+        late = signed_at < now
+        bound = (now - SIGNATURE_TTL if late else now + SIGNATURE_TTL).strftime(AMZ_DATE_FORMAT)
+        raise _RejectionError.signature(
+            f"X-Amz-Date {amz_date} more than {SIGNATURE_TTL} from now",
+            f"Signature expired: {amz_date} is now earlier than {bound} "
+            f"({now.strftime(AMZ_DATE_FORMAT)} - 5 min.)"
+            if late
+            else f"Signature not yet current: {amz_date} is still later than {bound} "
+            f"({now.strftime(AMZ_DATE_FORMAT)} + 5 min.)",
+        )
+    if scope_date != amz_date[:8]:
+        raise _RejectionError.signature(
+            f"credential date {scope_date} is not the day of {amz_date}",
+            f"Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date "
+            f"from HTTP: '{scope_date}' != '{amz_date[:8]}', from '{amz_date}'.",
+        )
+    return amz_date
+
+
+def _check_content_sha256(declared: str | None, body: bytes) -> None:
+    # botocore trusts this header in the canonical request; the body must then match it.
+    if declared is not None and declared != hashlib.sha256(body).hexdigest():
+        raise _RejectionError.signature(
+            "X-Amz-Content-SHA256 does not match the body",
+            "The provided 'x-amz-content-sha256' header does not match what was computed.",
+        )
+
+
+def _route(request: web.Request) -> tuple[str, str]:
+    """The operation and the decoded model id of the raw request path."""
+    match = _PATH.fullmatch(request.raw_path.partition("?")[0])
+    if match is None or request.method != "POST":
+        raise _RejectionError.bedrock(404, "UnknownOperationException", "Unknown operation")
+    return match["operation"], unquote(match["model"])
+
+
+# -- answers ---------------------------------------------------------------------------------
+
+
+async def _perform(
+    request: web.Request, operation: str, body: dict[str, Any], behaviour: Behaviour
+) -> web.StreamResponse:
+    streaming = operation == "converse-stream"
+    match behaviour:
+        case Fail(exception_type, message, status):
+            return _error_response(status, exception_type, message, _CORAL_BEDROCK)
+        case Stall(seconds):
+            await asyncio.sleep(seconds)
+            return await _perform(request, operation, body, _echo(body))
+        case Reset(after_frames, reply) if streaming:
+            response = await _stream(request, _frames(body, reply or _echo(body))[:after_frames])
+            return await _abort(request, response)
+        case Reset():
+            return await reset_connection(request)
+        case StreamFail(after_frames, exception_type, message, reply) if streaming:
+            frames = _frames(body, reply or _echo(body))[:after_frames]
+            response = await _stream(request, [*frames, exception_frame(exception_type, message)])
+            await response.write_eof()
+            return response
+        case StreamFail(_, exception_type, message):
+            status = _STREAM_EXCEPTION_STATUS.get(exception_type, 500)
+            error_type = exception_type[:1].upper() + exception_type[1:]
+            return _error_response(status, error_type, message, _CORAL_BEDROCK)
+        case Reply() if streaming:
+            response = await _stream(request, _frames(body, behaviour), behaviour.delay_s)
+            await response.write_eof()
+            return response
+        case Reply():
+            return web.json_response(_converse_answer(body, behaviour))
+
+
+def _converse_answer(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
+    return {
+        "output": {"message": {"role": "assistant", "content": reply.content}},
+        "stopReason": reply.stop_reason,
+        "usage": _usage(body, reply),
+        "metrics": {"latencyMs": LATENCY_MS},
+    }
+
+
+async def _stream(
+    request: web.Request, frames: list[bytes], delay_s: float = 0.0
+) -> web.StreamResponse:
+    """Send the headers of a 200 event stream, then ``frames`` one write each."""
+    response = web.StreamResponse(status=200, headers={"Content-Type": EVENT_STREAM})
+    await response.prepare(request)
+    for index, frame in enumerate(frames):
+        if delay_s and index:
+            await asyncio.sleep(delay_s)
+        await response.write(frame)
+    return response
+
+
+async def _abort(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+    # Let the frames already written leave, then drop the connection mid-body, like a crash.
+    await asyncio.sleep(0.05)
+    if request.transport is not None:
+        request.transport.abort()
+    await asyncio.sleep(1)  # cancelled by aiohttp once it notices the connection is gone
+    return response
+
+
+def _frames(body: dict[str, Any], reply: Reply) -> list[bytes]:
+    """The whole ConverseStream answer to ``body``, one frame per event."""
+    events: list[tuple[str, dict[str, Any]]] = [("messageStart", {"role": "assistant"})]
+    for index, block in enumerate(reply.content):
+        events += _block_events(index, block, reply)
+    events += [
+        ("messageStop", {"stopReason": reply.stop_reason}),
+        ("metadata", {"usage": _usage(body, reply), "metrics": {"latencyMs": LATENCY_MS}}),
+    ]
+    return [
+        event_frame(name, {**payload, "p": _PADDING[: 1 + 7 * number % len(_PADDING)]})
+        for number, (name, payload) in enumerate(events)
+    ]
+
+
+def _block_events(index: int, block: dict[str, Any], reply: Reply) -> list[tuple[str, Any]]:
+    start: list[tuple[str, Any]] = []
+    deltas: list[dict[str, Any]]
+    if "toolUse" in block:
+        tool = block["toolUse"]
+        tool_start = {"toolUse": {"toolUseId": tool["toolUseId"], "name": tool["name"]}}
+        start.append(("contentBlockStart", {"contentBlockIndex": index, "start": tool_start}))
+        arguments = json.dumps(tool["input"], separators=(",", ":"))
+        deltas = [{"toolUse": {"input": part}} for part in _chunks(arguments, reply.json_chunk)]
+    elif "reasoningContent" in block:
+        reasoning = block["reasoningContent"]["reasoningText"]
+        deltas = [
+            {"reasoningContent": {"text": part}}
+            for part in _chunks(reasoning["text"], reply.text_chunk)
+        ]
+        if "signature" in reasoning:
+            deltas.append({"reasoningContent": {"signature": reasoning["signature"]}})
+    else:
+        deltas = [{"text": part} for part in _chunks(block["text"], reply.text_chunk)]
+    return [
+        *start,
+        *(("contentBlockDelta", {"contentBlockIndex": index, "delta": d}) for d in deltas),
+        ("contentBlockStop", {"contentBlockIndex": index}),
+    ]
+
+
+def _usage(body: dict[str, Any], reply: Reply) -> dict[str, int]:
+    if reply.usage is not None:
+        return reply.usage
+    prompt = _text_chars([body.get("system", []), body.get("messages", [])]) // 4 + 1
+    completion = sum(len(block["text"]) for block in reply.content if "text" in block) // 4 + 1
+    return {"inputTokens": prompt, "outputTokens": completion, "totalTokens": prompt + completion}
+
+
+def _text_chars(node: object) -> int:
+    """Characters of every ``text`` member under ``node``."""
+    if isinstance(node, list):
+        return sum(_text_chars(item) for item in node)
+    if not isinstance(node, dict):
+        return 0
+    return sum(
+        len(value) if key == "text" and isinstance(value, str) else _text_chars(value)
+        for key, value in node.items()
+    )
+
+
+def _echo(body: dict[str, Any]) -> Reply:
+    """The default answer: ``echo: `` and the last user message's last text block."""
+    for message in reversed(body.get("messages", [])):
+        if message["role"] == "user":
+            texts = [block["text"] for block in message["content"] if "text" in block]
+            return Reply([{"text": f"echo: {texts[-1] if texts else ''}"}])
+    return Reply([{"text": "echo: "}])
+
+
+def _chunks(text: str, size: int) -> list[str]:
+    return [text[start : start + size] for start in range(0, len(text), size)]
+
+
+def _joined(problems: list[str]) -> str:
+    if len(problems) == 1:
+        return problems[0]
+    return f"{len(problems)} validation errors detected: " + "; ".join(problems)
+
+
+def _error_response(status: int, error_type: str, message: str, namespace: str) -> web.Response:
+    return web.json_response(
+        {"message": message},
+        status=status,
+        headers={"x-amzn-ErrorType": f"{error_type}:{namespace}"},
+    )
+
+
+async def _add_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["x-amzn-RequestId"] = str(uuid.uuid4())
