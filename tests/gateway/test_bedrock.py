@@ -720,3 +720,23 @@ async def test_other_endpoints_skip_the_bedrock_tier(
         await gw.client.embeddings.create(model="claude", input="hello")
     assert caught.value.status_code == 503
     assert not fake.requests
+
+
+async def test_a_bedrock_tier_without_a_region_is_left_out_and_the_rest_serves(
+    fake_bedrock: Any,
+    gateway: StartGateway,
+    upstreams: StartUpstreams,
+    aws: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake = await fake_bedrock()
+    keys_of(fake, aws)
+    (backup,) = await upstreams("backup")
+    entry = bedrock("claude", fake)
+    del entry["region"]
+    gw = await gateway(fleet_yaml([entry, tier("backup", backup)]))
+    raw = await gw.client.chat.completions.with_raw_response.create(model="claude", messages=HELLO)
+    assert raw.headers["x-tiergate-tier"] == "backup"
+    assert "tier 'claude' has no AWS region" in caplog.text
+    ready = await gw.http.get(f"{gw.url}/ready")
+    assert (await ready.json())["tiers"] == {"claude": False, "backup": True}

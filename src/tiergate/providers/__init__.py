@@ -7,6 +7,7 @@ import importlib
 from tiergate.providers.base import (
     Endpoint,
     Provider,
+    ProviderSetupError,
     UpstreamReply,
     UpstreamRequest,
     UpstreamStream,
@@ -19,10 +20,6 @@ REGISTRY = {
     "openai-compatible": "tiergate.providers.openai_compat:OpenAICompatProvider",
     "bedrock": "tiergate.providers.bedrock:BedrockProvider",
 }
-
-
-class ProviderSetupError(ValueError):
-    """A tier's provider cannot be set up (missing dependency, region or credentials source)."""
 
 
 class UnsupportedProviderError(ProviderSetupError):

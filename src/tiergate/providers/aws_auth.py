@@ -16,18 +16,22 @@ from collections.abc import Mapping
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, ReadOnlyCredentials
-from botocore.exceptions import BotoCoreError
+from botocore.exceptions import BotoCoreError, ClientError
 from botocore.session import Session
 
 from tiergate.errors import UpstreamCredentialsError
+from tiergate.providers.base import ProviderSetupError
 
 
-def resolve_region(configured: str | None, session: Session, environ: Mapping[str, str]) -> str:
+def resolve_region(
+    tier: str, configured: str | None, session: Session, environ: Mapping[str, str]
+) -> str:
     """The spec's region, else ``AWS_REGION``, else botocore's (``AWS_DEFAULT_REGION``, profile)."""
     region = configured or environ.get("AWS_REGION") or session.get_config_variable("region")
     if not isinstance(region, str) or not region:
-        raise ValueError(
-            "no AWS region: set 'region' in the fleet spec, or AWS_REGION / AWS_DEFAULT_REGION"
+        raise ProviderSetupError(
+            f"tier '{tier}' has no AWS region: set 'region' in the fleet spec, or AWS_REGION / "
+            "AWS_DEFAULT_REGION"
         )
     return region
 
@@ -62,36 +66,39 @@ class Signer:
 
     async def _frozen(self) -> ReadOnlyCredentials:
         credentials = self._credentials or await self._resolve()
-        try:
-            refresh_needed = getattr(credentials, "refresh_needed", None)
-            if refresh_needed is not None and refresh_needed():
-                # Temporary credentials near expiry: refreshing may call STS or IMDS.
+        if not _refresh_needed(credentials):
+            return credentials.get_frozen_credentials()
+        # Temporary credentials near expiry: refreshing may call STS or IMDS. One refresh at
+        # a time, in a worker thread; the others wait for it without holding the loop.
+        async with self._lock:
+            if not _refresh_needed(credentials):
+                return credentials.get_frozen_credentials()
+            self._check_backoff()
+            try:
                 frozen: ReadOnlyCredentials = await asyncio.to_thread(
                     credentials.get_frozen_credentials
                 )
-                return frozen
-            return credentials.get_frozen_credentials()
-        except BotoCoreError as exc:
-            raise UpstreamCredentialsError(
-                self._tier, f"refreshing AWS credentials failed: {type(exc).__name__}"
-            ) from exc
+            except (BotoCoreError, ClientError) as exc:
+                self._failed_at = time.monotonic()
+                raise UpstreamCredentialsError(
+                    self._tier, f"refreshing AWS credentials failed: {_describe(exc)}"
+                ) from exc
+            return frozen
 
     async def _resolve(self) -> Credentials:
         async with self._lock:
             if self._credentials is not None:
                 return self._credentials
-            now = time.monotonic()
-            if self._failed_at is not None and now - self._failed_at < self._retry_after_s:
-                raise UpstreamCredentialsError(self._tier, "no AWS credentials (retrying later)")
+            self._check_backoff()
             try:
                 credentials = await asyncio.to_thread(self._session.get_credentials)
-            except BotoCoreError as exc:
-                self._failed_at = now
+            except (BotoCoreError, ClientError) as exc:
+                self._failed_at = time.monotonic()
                 raise UpstreamCredentialsError(
-                    self._tier, f"resolving AWS credentials failed: {exc}"
+                    self._tier, f"resolving AWS credentials failed: {_describe(exc)}"
                 ) from exc
             if credentials is None:
-                self._failed_at = now
+                self._failed_at = time.monotonic()
                 raise UpstreamCredentialsError(
                     self._tier,
                     "no AWS credentials found (environment, shared profile, web identity, "
@@ -99,3 +106,25 @@ class Signer:
                 )
             self._credentials = credentials
             return credentials
+
+    def _check_backoff(self) -> None:
+        """After a failed lookup, fail at once until ``retry_after_s`` has passed."""
+        if self._failed_at is not None:
+            if time.monotonic() - self._failed_at < self._retry_after_s:
+                raise UpstreamCredentialsError(
+                    self._tier, "AWS credentials unavailable (looked up again shortly)"
+                )
+            self._failed_at = None
+
+
+def _refresh_needed(credentials: Credentials) -> bool:
+    refresh_needed = getattr(credentials, "refresh_needed", None)
+    return bool(refresh_needed is not None and refresh_needed())
+
+
+def _describe(exc: Exception) -> str:
+    """The error's type (and AWS error code): never its text, which may quote a token."""
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        return f"{type(exc).__name__} {code}".strip()
+    return type(exc).__name__

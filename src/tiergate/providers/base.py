@@ -22,6 +22,10 @@ class Endpoint(StrEnum):
     EMBEDDINGS = "/embeddings"
 
 
+class ProviderSetupError(ValueError):
+    """A tier's provider cannot be set up (a missing package, or no AWS region)."""
+
+
 @dataclass(frozen=True, slots=True)
 class UpstreamRequest:
     """One attempt's request, already rewritten for the tier (its upstream ``model``)."""

@@ -91,7 +91,7 @@ class BedrockProvider:
         self._cap = tier.max_tokens
         self._timeouts = tier.timeouts
         session = session or Session()
-        region = resolve_region(tier.region, session, environ)
+        region = resolve_region(tier.name, tier.region, session, environ)
         self._signer = Signer(tier.name, session, service="bedrock", region=region)
         base = (
             tier.base_url

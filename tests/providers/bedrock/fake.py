@@ -5,9 +5,11 @@ Runtime's REST-JSON wire protocol:
 
 - ``POST /model/{modelId}/converse`` and ``POST /model/{modelId}/converse-stream``, the model id
   percent-encoded in the path (``anthropic.claude-sonnet-4-20250514-v1%3A0``);
-- a SigV4 check of every request, recomputed with botocore from the path exactly as received, so
-  a client that signs one path and sends another (``%3A`` decoded to ``:`` by its URL library)
-  fails as it does on AWS;
+- a SigV4 check of every request (:mod:`tests.providers.bedrock.sigv4`), recomputed with botocore
+  from the path exactly as received, so a client that signs one path and sends another (``%3A``
+  decoded to ``:`` by its URL library) fails as it does on AWS; the credentials given to the
+  constructor are accepted, and any set registered later with ``accept(...)`` (those an STS
+  issued);
 - the body checked against botocore's model of the API and Bedrock's conversation rules
   (:mod:`tests.providers.bedrock.converse_rules`);
 - ConverseStream answers in AWS event-stream framing (:mod:`tests.providers.bedrock.eventstream`),
@@ -25,9 +27,6 @@ the fake computed when a signature does not match).
 from __future__ import annotations
 
 import asyncio
-import datetime
-import hashlib
-import hmac
 import json
 import re
 import string
@@ -38,28 +37,18 @@ from typing import Any, Self
 from urllib.parse import unquote
 
 from aiohttp import web
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 
-from tests.providers.bedrock import converse_rules
+from tests.providers.bedrock import converse_rules, sigv4
 from tests.providers.bedrock.eventstream import event_frame, exception_frame
+from tests.providers.bedrock.sigv4 import sign_headers  # noqa: F401 - re-exported for the tests
 from tiergate.emulator.routes import reset_connection
 
 SERVICE = "bedrock"
 LATENCY_MS = 12
-SIGNATURE_TTL = datetime.timedelta(minutes=5)
-AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 EVENT_STREAM = "application/vnd.amazon.eventstream"
 _PATH = re.compile(r"/model/(?P<model>[^/]+)/(?P<operation>converse|converse-stream)")
-_AUTH_SCHEME = "AWS4-HMAC-SHA256 "
 _CORAL_SERVICE = "http://internal.amazon.com/coral/com.amazon.coral.service/"
 _CORAL_BEDROCK = "http://internal.amazon.com/coral/com.amazon.bedrock/"
-_SIGNATURE_MISMATCH = (
-    "The request signature we calculated does not match the signature you provided. Check your"
-    " AWS Secret Access Key and signing method. Consult the service documentation for details."
-)
-_INVALID_TOKEN = "The security token included in the request is invalid."
 _PADDING = string.ascii_lowercase + string.ascii_uppercase + string.digits
 # HTTP status of each in-stream exception (ConverseStream's model), for StreamFail on converse.
 _STREAM_EXCEPTION_STATUS = {
@@ -174,13 +163,8 @@ class _RejectionError(Exception):
         self.namespace = namespace
 
     @classmethod
-    def signature(
-        cls,
-        reason: str,
-        message: str = _SIGNATURE_MISMATCH,
-        error_type: str = "InvalidSignatureException",
-    ) -> _RejectionError:
-        return cls(403, error_type, message, reason, _CORAL_SERVICE)
+    def signature(cls, error: sigv4.SignatureError) -> _RejectionError:
+        return cls(403, error.error_type, error.message, error.reason, _CORAL_SERVICE)
 
     @classmethod
     def bedrock(cls, status: int, error_type: str, message: str) -> _RejectionError:
@@ -211,6 +195,7 @@ class FakeBedrock:
         self.requests: list[Received] = []
         self.rejected: list[str] = []
         self.port = 0
+        self._keys = {access_key: sigv4.Keys(access_key, secret_key, session_token)}
         self._queue: deque[Behaviour] = deque()
         self._input_shapes = converse_rules.load_input_shapes()
         self._runner: web.AppRunner | None = None
@@ -242,6 +227,11 @@ class FakeBedrock:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+    def accept(self, access_key: str, secret_key: str, session_token: str | None = None) -> None:
+        """Accept requests signed with this credential set too (as AWS accepts every set STS
+        issued until it expires); ``access_key`` and its siblings stay the first set."""
+        self._keys[access_key] = sigv4.Keys(access_key, secret_key, session_token)
 
     def enqueue(self, *behaviours: Behaviour) -> None:
         """Script the next requests' answers, one behaviour per accepted request, in order."""
@@ -281,182 +271,13 @@ class FakeBedrock:
 
     def _authenticate(self, request: web.Request, body: bytes) -> None:
         """Check the request's SigV4 signature as AWS does; raise a _RejectionError when it fails."""
-        header = request.headers.get("Authorization")
-        if header is None:
-            raise _RejectionError.signature(
-                "no Authorization header",
-                "Missing Authentication Token",
-                "MissingAuthenticationTokenException",
-            )
-        fields = _authorization_fields(header)
-        access_key, date, region, service, terminator = _credential_scope(fields["Credential"])
-        if access_key != self.access_key:
-            raise _RejectionError.signature(
-                f"unknown access key {access_key}", _INVALID_TOKEN, "UnrecognizedClientException"
-            )
-        if region != self.region:
-            raise _RejectionError.signature(
-                f"region {region!r}, expected {self.region!r}",
-                "Credential should be scoped to a valid region. ",
-            )
-        if service != SERVICE or terminator != "aws4_request":
-            raise _RejectionError.signature(
-                f"scope {service}/{terminator}",
-                f"Credential should be scoped to correct service: '{SERVICE}'. ",
-            )
-        amz_date = _check_date(request.headers.get("X-Amz-Date"), date)
-        self._check_token(request.headers.get("X-Amz-Security-Token"))
-        _check_content_sha256(request.headers.get("X-Amz-Content-SHA256"), body)
-        self._check_signature(request, body, fields, amz_date)
-
-    def _check_token(self, token: str | None) -> None:
-        if token != self.session_token:
-            reason = "no session token" if token is None else "wrong or unexpected session token"
-            raise _RejectionError.signature(reason, _INVALID_TOKEN, "UnrecognizedClientException")
-
-    def _check_signature(
-        self, request: web.Request, body: bytes, fields: dict[str, str], amz_date: str
-    ) -> None:
-        signed_names = fields["SignedHeaders"].split(";")
-        if "host" not in signed_names:
-            raise _RejectionError.signature(
-                "host not signed", "'Host' or ':authority' must be a 'SignedHeader'."
-            )
-        missing = [name for name in signed_names if name not in request.headers]
-        if missing:
-            raise _RejectionError.signature(f"signed headers missing from the request: {missing}")
-        signed = AWSRequest(
-            method=request.method,
-            # The path exactly as received: re-quoting it would hide a client's encoding bug.
-            url=f"http://{request.host}{request.raw_path}",
-            data=body,
-            headers={name: ",".join(request.headers.getall(name)) for name in signed_names},
-        )
-        signed.context["timestamp"] = amz_date
-        credentials = Credentials(self.access_key, self.secret_key, self.session_token)
-        auth = SigV4Auth(credentials, SERVICE, self.region)
-        canonical = auth.canonical_request(signed)
-        expected = auth.signature(auth.string_to_sign(signed, canonical), signed)
-        if auth.signed_headers(auth.headers_to_sign(signed)) != fields["SignedHeaders"]:
-            raise _RejectionError.signature(
-                f"SignedHeaders {fields['SignedHeaders']!r} not canonical"
-            )
-        if not hmac.compare_digest(expected, fields["Signature"]):
-            raise _RejectionError.signature(f"signature mismatch; canonical request: {canonical!r}")
-
-
-def sign_headers(
-    url: str,
-    body: bytes,
-    *,
-    access_key: str,
-    secret_key: str,
-    region: str,
-    session_token: str | None = None,
-    at: datetime.datetime | None = None,
-) -> dict[str, str]:
-    """The headers of a POST of JSON ``body`` to ``url`` signed by botocore's SigV4Auth.
-
-    ``url``'s path must already be percent-encoded as sent (``...v1%3A0/converse``). ``at``
-    signs for another time than now (an expired signature), through the same botocore steps.
-    """
-    request = AWSRequest(
-        method="POST", url=url, data=body, headers={"Content-Type": "application/json"}
-    )
-    auth = SigV4Auth(Credentials(access_key, secret_key, session_token), SERVICE, region)
-    if at is None:
-        auth.add_auth(request)
-        return dict(request.headers.items())
-    amz_date = at.strftime(AMZ_DATE_FORMAT)
-    request.context["timestamp"] = amz_date
-    request.headers["X-Amz-Date"] = amz_date
-    if session_token is not None:
-        request.headers["X-Amz-Security-Token"] = session_token
-    canonical = auth.canonical_request(request)
-    signature = auth.signature(auth.string_to_sign(request, canonical), request)
-    names = auth.signed_headers(auth.headers_to_sign(request))
-    request.headers["Authorization"] = (
-        f"{_AUTH_SCHEME}Credential={auth.scope(request)}, SignedHeaders={names}, "
-        f"Signature={signature}"
-    )
-    return dict(request.headers.items())
+        try:
+            sigv4.verify(request, body, keys=self._keys, region=self.region, service=SERVICE)
+        except sigv4.SignatureError as error:
+            raise _RejectionError.signature(error) from None
 
 
 # -- request checks --------------------------------------------------------------------------
-
-
-def _authorization_fields(header: str) -> dict[str, str]:
-    """``Credential``, ``SignedHeaders`` and ``Signature`` of a SigV4 Authorization header."""
-    if not header.startswith(_AUTH_SCHEME):
-        raise _RejectionError.signature(
-            f"scheme of {header[:30]!r}", "Authorization header requires AWS4-HMAC-SHA256."
-        )
-    fields = dict(
-        part.strip().partition("=")[::2] for part in header.removeprefix(_AUTH_SCHEME).split(",")
-    )
-    for name in ("Credential", "SignedHeaders", "Signature"):
-        if not fields.get(name):
-            raise _RejectionError.signature(
-                f"no {name} in Authorization",
-                f"Authorization header requires '{name}' parameter.",
-                "IncompleteSignatureException",
-            )
-    return fields
-
-
-def _credential_scope(credential: str) -> tuple[str, str, str, str, str]:
-    parts = credential.split("/")
-    if len(parts) != 5:
-        raise _RejectionError.signature(
-            f"credential {credential!r}",
-            "Credential should be of the form AKID/DATE/REGION/SERVICE/aws4_request.",
-            "IncompleteSignatureException",
-        )
-    return parts[0], parts[1], parts[2], parts[3], parts[4]
-
-
-def _check_date(amz_date: str | None, scope_date: str) -> str:
-    """The ``X-Amz-Date`` value, when it is well formed, fresh and the credential's day."""
-    if amz_date is None:
-        raise _RejectionError.signature(
-            "no X-Amz-Date header",
-            "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.",
-            "IncompleteSignatureException",
-        )
-    try:
-        signed_at = datetime.datetime.strptime(amz_date, AMZ_DATE_FORMAT).replace(
-            tzinfo=datetime.UTC
-        )
-    except ValueError:
-        raise _RejectionError.signature(f"X-Amz-Date {amz_date!r} is not ISO 8601 basic") from None
-    now = datetime.datetime.now(datetime.UTC)
-    if abs(now - signed_at) > SIGNATURE_TTL:
-        late = signed_at < now
-        bound = (now - SIGNATURE_TTL if late else now + SIGNATURE_TTL).strftime(AMZ_DATE_FORMAT)
-        raise _RejectionError.signature(
-            f"X-Amz-Date {amz_date} more than {SIGNATURE_TTL} from now",
-            f"Signature expired: {amz_date} is now earlier than {bound} "
-            f"({now.strftime(AMZ_DATE_FORMAT)} - 5 min.)"
-            if late
-            else f"Signature not yet current: {amz_date} is still later than {bound} "
-            f"({now.strftime(AMZ_DATE_FORMAT)} + 5 min.)",
-        )
-    if scope_date != amz_date[:8]:
-        raise _RejectionError.signature(
-            f"credential date {scope_date} is not the day of {amz_date}",
-            f"Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date "
-            f"from HTTP: '{scope_date}' != '{amz_date[:8]}', from '{amz_date}'.",
-        )
-    return amz_date
-
-
-def _check_content_sha256(declared: str | None, body: bytes) -> None:
-    # botocore trusts this header in the canonical request; the body must then match it.
-    if declared is not None and declared != hashlib.sha256(body).hexdigest():
-        raise _RejectionError.signature(
-            "X-Amz-Content-SHA256 does not match the body",
-            "The provided 'x-amz-content-sha256' header does not match what was computed.",
-        )
 
 
 def _route(request: web.Request) -> tuple[str, str]:
