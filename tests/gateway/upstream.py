@@ -38,10 +38,11 @@ import base64
 import json
 import struct
 import time
-from typing import Any, NamedTuple, Self
+from typing import Any, NamedTuple
 
 from aiohttp import web
 
+from tests.loopback import LoopbackServer
 from tiergate.emulator.routes import reset_connection
 
 _DEFAULT_KNOBS: dict[str, Any] = {
@@ -79,7 +80,7 @@ class RecordedRequest(NamedTuple):
     body: Any
 
 
-class FakeUpstream:
+class FakeUpstream(LoopbackServer):
     """An in-process OpenAI-compatible engine whose faults a test switches on and off."""
 
     def __init__(self, name: str = "a", *, models: tuple[str, ...] = ("fake-model",)) -> None:
@@ -103,8 +104,6 @@ class FakeUpstream:
         self.completed_streams = 0
         self.cancelled_streams = 0
         self.cancelled_requests = 0
-        self.port = 0
-        self._runner: web.AppRunner | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -118,7 +117,7 @@ class FakeUpstream:
         """The OpenAI API root, ``http://127.0.0.1:PORT/v1``: a tier's ``baseUrl``."""
         return f"{self.origin}/v1"
 
-    async def start(self) -> Self:
+    def make_app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/completions", self._completions)
@@ -126,24 +125,7 @@ class FakeUpstream:
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/health", self._health)
         app.router.add_get("/metrics", self._metrics)
-        # Cancel handlers when the client goes away, so that a stall notices at once.
-        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
-        return self
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        return await self.start()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
+        return app
 
     def set(self, **knobs: Any) -> None:
         """Set several knobs at once; an unknown name is an error (typos fail loudly)."""

@@ -33,11 +33,12 @@ import string
 import uuid
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import web
 
+from tests.loopback import LoopbackServer
 from tests.providers.bedrock import converse_rules, sigv4
 from tests.providers.bedrock.eventstream import event_frame, exception_frame
 from tests.providers.bedrock.sigv4 import sign_headers  # noqa: F401 - re-exported for the tests
@@ -177,7 +178,7 @@ class _RejectionError(Exception):
 # -- the server ------------------------------------------------------------------------------
 
 
-class FakeBedrock:
+class FakeBedrock(LoopbackServer):
     """An in-process Bedrock Runtime (Converse API) whose answers a test scripts."""
 
     def __init__(
@@ -194,39 +195,20 @@ class FakeBedrock:
         self.region = region
         self.requests: list[Received] = []
         self.rejected: list[str] = []
-        self.port = 0
         self._keys = {access_key: sigv4.Keys(access_key, secret_key, session_token)}
         self._queue: deque[Behaviour] = deque()
         self._input_shapes = converse_rules.load_input_shapes()
-        self._runner: web.AppRunner | None = None
 
     @property
     def url(self) -> str:
         """The endpoint URL, ``http://127.0.0.1:PORT`` (botocore's ``endpoint_url``)."""
         return f"http://127.0.0.1:{self.port}"
 
-    async def start(self) -> Self:
+    def make_app(self) -> web.Application:
         app = web.Application(client_max_size=_MAX_BODY_BYTES)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         app.on_response_prepare.append(_add_request_id)
-        # Cancel handlers when the client goes away, so that a stall or a stream notices at once.
-        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
-        return self
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        return await self.start()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
+        return app
 
     def accept(self, access_key: str, secret_key: str, session_token: str | None = None) -> None:
         """Accept requests signed with this credential set too (as AWS accepts every set STS
