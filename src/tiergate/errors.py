@@ -3,6 +3,9 @@
     TiergateError
      ├── SpecError              a fleet spec failed to load or validate; carries every issue found
      ├── TranslationError       a request that a provider's API cannot express (answered 400)
+     ├── StoreUnavailableError  the ledger store, or the shared limits store, cannot be used now
+     │    ├── BudgetStoreUnavailableError  (tiergate.ledger.budget) Redis holding budgets
+     │    └── LimiterUnavailableError      Redis holding rate limits
      └── UpstreamError          an attempt on one tier's upstream failed before a response
           ├── UpstreamConnectError      the connection could not be opened
           ├── UpstreamCredentialsError  no credentials to sign the request with
@@ -64,6 +67,15 @@ class TranslationError(TiergateError):
         super().__init__(message)
         self.message = message
         self.param = param
+
+
+class StoreUnavailableError(TiergateError):
+    """The ledger store (or the store of shared limits) cannot be reached or written now: the
+    gateway fails open or closed on it, by configuration."""
+
+
+class LimiterUnavailableError(StoreUnavailableError):
+    """The shared rate limiter (Redis) cannot be reached or answered wrongly."""
 
 
 class UpstreamError(TiergateError):

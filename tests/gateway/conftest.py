@@ -41,7 +41,8 @@ async def gateway() -> AsyncIterator[Callable[[str], Awaitable[Gateway]]]:
 
     async def start(text: str) -> Gateway:
         fleet = build_fleet(text)
-        runner = web.AppRunner(create_app(fleet))
+        app = create_app(fleet)
+        runner = web.AppRunner(app)
         await runner.setup()
         runners.append(runner)
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -53,7 +54,7 @@ async def gateway() -> AsyncIterator[Callable[[str], Awaitable[Gateway]]]:
         )
         http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         closers.extend([client.close, http.close])
-        return Gateway(url, client, http, fleet)
+        return Gateway(url, client, http, fleet, app)
 
     yield start
     for close in closers:

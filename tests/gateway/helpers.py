@@ -92,6 +92,7 @@ class Gateway:
     client: openai.AsyncOpenAI
     http: aiohttp.ClientSession
     fleet: Fleet
+    app: web.Application | None = None
 
     async def post(
         self, path: str, body: Any = None, **kwargs: Any

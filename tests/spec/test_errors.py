@@ -42,7 +42,7 @@ CASES: dict[str, tuple[str, list[str]]] = {
         VALID.replace("routing:", "routng:"),
         [
             "fleet.yaml:1:1: routng: unknown key 'routng' (did you mean 'routing'?); "
-            "valid keys: routing, models, gateway"
+            "valid keys: routing, models, gateway, governance, tracing"
         ],
     ),
     "unknown model key": (
@@ -52,7 +52,7 @@ CASES: dict[str, tuple[str, list[str]]] = {
             f"openai-compatible ('self-hosted-qwen3'): {URL_HINT}",
             "fleet.yaml:12:5: models[0].baseURL: unknown key 'baseURL' (did you mean 'baseUrl'?); "
             "valid keys: name, provider, model, baseUrl, priority, costPer1kTokens, maxTokens, "
-            "region, healthCheck, apiKey, timeouts, spillover",
+            "region, healthCheck, apiKey, timeouts, spillover, pricing",
         ],
     ),
     "unknown routing key": (

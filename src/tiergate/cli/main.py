@@ -17,6 +17,8 @@ COMMANDS = {
     "check": "tiergate.cli.check",
     "demo": "tiergate.cli.demo",
     "emulate": "tiergate.cli.emulate",
+    "keys": "tiergate.cli.keys",
+    "report": "tiergate.cli.report",
     "serve": "tiergate.cli.serve",
 }
 

@@ -7,7 +7,7 @@ returns just before it, so every fallback condition applies to everything before
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import orjson
@@ -26,6 +26,9 @@ from tiergate.gateway.openai_errors import OpenAIError
 from tiergate.gateway.router import Router
 from tiergate.providers import Provider, UpstreamReply, UpstreamRequest, UpstreamStream
 from tiergate.telemetry.metrics import GatewayMetrics
+
+AttemptDone = Callable[[str, int | None], None]
+AttemptObserver = Callable[[str], AttemptDone]
 
 
 @dataclass(slots=True)
@@ -48,6 +51,8 @@ class _Cascade:
     metrics: GatewayMetrics
     attempts: list[Attempt] = field(default_factory=list)
     moved_from: tuple[str, str] | None = None  # (tier, reason) of the last tier left behind
+    observe: AttemptObserver | None = None
+    attempt_done: AttemptDone | None = None
 
     def moved(self, tier: str, reason: str) -> None:
         self.close_move(tier)
@@ -66,9 +71,15 @@ async def run_cascade(
     tiers: tuple[str, ...],
     request_id: str,
     metrics: GatewayMetrics,
+    *,
+    observe: AttemptObserver | None = None,
 ) -> Served:
-    """Find the tier that serves ``request``; raise :class:`OpenAIError` when none can."""
-    cascade = _Cascade(router, request, request_id, metrics)
+    """Find the tier that serves ``request``; raise :class:`OpenAIError` when none can.
+
+    ``observe(tier)`` is called as each attempt starts; the callable it returns is called with
+    the attempt's outcome (``ok`` or the reason it moved on) and status (for traces).
+    """
+    cascade = _Cascade(router, request, request_id, metrics, observe=observe)
     saturated: list[str] = []
     for name in tiers:
         reason = router.skip(name, request.endpoint, router.clock())
@@ -106,6 +117,7 @@ async def _attempt(cascade: _Cascade, name: str) -> Served | None:
     tier = router.tiers[name]
     provider = router.providers[name]
     cascade.close_move(name)
+    cascade.attempt_done = cascade.observe(name) if cascade.observe is not None else None
     upstream = UpstreamRequest(request.endpoint, request.for_tier(tier.model), cascade.request_id)
     policy = router.fleet.fallback
     limit = policy.latency_ms.limit / 1000 if policy.latency_ms else None
@@ -134,6 +146,8 @@ async def _attempt(cascade: _Cascade, name: str) -> Served | None:
         return None
     except asyncio.CancelledError:
         router.release(name, router.clock())
+        if cascade.attempt_done is not None:
+            cascade.attempt_done("cancelled", None)
         raise
     assert served is not None
     assert status is not None
@@ -144,6 +158,8 @@ async def _attempt(cascade: _Cascade, name: str) -> Served | None:
     router.record(name, now, ok=not is_tier_failure(status, policy))
     cascade.attempts.append(Attempt(name, "ok", status, now - start))
     cascade.metrics.attempt_done(name, "ok", now - start)
+    if cascade.attempt_done is not None:
+        cascade.attempt_done("ok", status)
     return served
 
 
@@ -153,6 +169,8 @@ def _failed(cascade: _Cascade, name: str, reason: str, status: int | None, start
     cascade.attempts.append(Attempt(name, reason, status, now - start))
     cascade.metrics.attempt_done(name, reason, now - start)
     cascade.moved(name, reason)
+    if cascade.attempt_done is not None:
+        cascade.attempt_done(reason, status)
 
 
 class _StreamErrorEventError(Exception):

@@ -19,6 +19,7 @@ class OpenAIError(Exception):
         param: str | None = None,
         code: str | None = None,
         extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -27,6 +28,7 @@ class OpenAIError(Exception):
         self.param = param
         self.code = code
         self.extra = extra or {}
+        self.headers = headers or {}  # sent with the error (Retry-After, …)
 
     def payload(self) -> dict[str, Any]:
         """The ``error`` object."""

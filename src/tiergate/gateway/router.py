@@ -15,11 +15,13 @@ import aiohttp
 
 from tiergate.gateway.breaker import Breaker
 from tiergate.gateway.cascade import Skip, entry_points, skip_reason
+from tiergate.gateway.governance import create_gate, tracing_settings
 from tiergate.gateway.health import HealthChecker
 from tiergate.gateway.saturation import SaturationMonitor
-from tiergate.providers import Endpoint, Provider, ProviderSetupError, create_provider
+from tiergate.providers import Endpoint, Provider, ProviderSetupError, Usage, create_provider
 from tiergate.spec import Fleet
 from tiergate.telemetry.metrics import BREAKER_STATE_VALUES, GatewayMetrics
+from tiergate.telemetry.tracing import create_tracing
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,11 @@ class Router:
         self._probe_session: aiohttp.ClientSession | None = None
         self._health: HealthChecker | None = None
         self._saturation: SaturationMonitor | None = None
+        self.governance = create_gate(fleet)
+        self.tracing = create_tracing(tracing_settings(fleet))
+        self.stage_header = (
+            fleet.governance.stage_header if fleet.governance else "x-tiergate-stage"
+        )
         self.in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -72,6 +79,8 @@ class Router:
         )
         await self._health.start()
         await self._saturation.start()
+        if self.governance is not None:
+            await self.governance.start()
 
     async def close(self) -> None:
         """Stop background work and release every connection pool."""
@@ -81,6 +90,9 @@ class Router:
             await self._saturation.stop()
         for provider in self.providers.values():
             await provider.close()
+        if self.governance is not None:
+            await self.governance.close()
+        await self.tracing.aclose()
         if self._probe_session is not None:
             await self._probe_session.close()
 
@@ -145,6 +157,12 @@ class Router:
                 and (breaker is None or breaker.state(now).value != "open")
             )
         return result
+
+    def cost(self, tier: str | None, usage: Usage | None) -> float:
+        """What ``usage`` cost on ``tier`` at its prices (0 when nothing was served)."""
+        if tier is None or usage is None or tier not in self.tiers:
+            return 0.0
+        return self.tiers[tier].price.cost(usage)
 
     def _show_breaker(self, name: str, now: float) -> None:
         state = self.breakers[name].state(now)

@@ -2,83 +2,259 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from tiergate.gateway.dispatch import Served, run_cascade
+from tiergate.gateway.admin import add_admin_routes
+from tiergate.gateway.dispatch import AttemptDone, AttemptObserver, Served, run_cascade
+from tiergate.gateway.governance import (
+    ANONYMOUS,
+    Admission,
+    GovernanceGate,
+    Identity,
+    record_of,
+)
 from tiergate.gateway.inbound import ClientRequest, parse_request
 from tiergate.gateway.openai_errors import OpenAIError
 from tiergate.gateway.relay import StreamResult, relay_stream
+from tiergate.gateway.router import Router
 from tiergate.gateway.state import STATE, GatewayState
 from tiergate.providers import Endpoint, Usage
+from tiergate.telemetry.tracing import RequestSpan
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def proxy(endpoint: Endpoint) -> Handler:
-    """The handler of one OpenAI endpoint: validate, cascade, answer."""
+    """The handler of one OpenAI endpoint: validate, admit, cascade, answer, record."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
         state = request.app[STATE]
         router = state.router  # kept for the whole request, even if a reload swaps it
-        metrics = state.metrics
         request_id = request.headers.get("x-request-id") or state.request_ids.next()
         headers = {"x-request-id": request_id, "x-tiergate-attempts": "0"}
         start = router.clock()
-        model, tier, status = "unknown", "none", 500
+        outcome = _Outcome(started=time.time())
         router.enter()
-        metrics.in_flight.inc()
+        state.metrics.in_flight.inc()
         try:
-            raw = await _read_body(request, router.fleet.gateway.max_body_bytes)
-            client = parse_request(endpoint, raw)
-            tiers = router.entries.get(client.model)
-            if tiers is None:
-                raise OpenAIError(
-                    404,
-                    f"The model '{client.model}' does not exist. Valid models: "
-                    f"{', '.join(router.entries)}.",
-                    param="model",
-                    code="model_not_found",
-                )
-            model = client.model
-            served = await run_cascade(router, client, tiers, request_id, metrics)
-            tier = served.tier
-            headers["x-tiergate-tier"] = tier
-            headers["x-tiergate-attempts"] = str(len(served.attempts))
-            if served.stream is not None:
-                metrics.first_token(model, tier, router.clock() - start)
-                status = 200
-                return await _stream(request, state, served, client, headers=headers, model=model)
-            assert served.reply is not None
-            reply = served.reply
-            status = reply.status
-            if status == 200:
-                _count_tokens(state, model, tier, _reply_usage(reply.body))
-            return web.Response(
-                body=reply.body,
-                status=status,
-                headers={**headers, "Content-Type": reply.content_type},
+            return await _serve(
+                request, endpoint, router, request_id, headers=headers, outcome=outcome
             )
         except OpenAIError as exc:
-            status = exc.status
+            outcome.status = exc.status
+            outcome.error = exc.code or exc.type
             attempts = exc.extra.get("attempts")
             if attempts is not None:
                 headers["x-tiergate-attempts"] = str(len(attempts))
+                outcome.attempts = [(a["tier"], a["reason"]) for a in attempts]
             return web.Response(
                 body=exc.body(),
-                status=status,
-                headers={**headers, "Content-Type": "application/json"},
+                status=exc.status,
+                headers={**headers, **exc.headers, "Content-Type": "application/json"},
             )
         finally:
-            metrics.in_flight.dec()
-            metrics.request_done(model, tier, status, router.clock() - start)
+            outcome.latency_s = router.clock() - start
+            state.metrics.in_flight.dec()
+            state.metrics.request_done(
+                outcome.model, outcome.tier, outcome.status, outcome.latency_s
+            )
             router.leave()
+            cost = _finish(router, outcome, request, request_id)
+            if outcome.span is not None:
+                served = outcome.tier if outcome.tier != "none" else None
+                outcome.span.finish(
+                    tier=served,
+                    status=outcome.status,
+                    usage=outcome.usage,
+                    cost_usd=cost,
+                    ttft_s=outcome.ttft_s,
+                    error=outcome.error,
+                )
 
     return handle
+
+
+async def _serve(
+    request: web.Request,
+    endpoint: Endpoint,
+    router: Router,
+    request_id: str,
+    *,
+    headers: dict[str, str],
+    outcome: _Outcome,
+) -> web.StreamResponse:
+    state = request.app[STATE]
+    gate = router.governance
+    start = router.clock()
+    raw = await _read_body(request, router.fleet.gateway.max_body_bytes)
+    if gate is not None:
+        outcome.identity = await gate.authenticate(request.headers)
+    client = parse_request(endpoint, raw)
+    tiers = router.entries.get(client.model)
+    if tiers is None:
+        raise OpenAIError(
+            404,
+            f"The model '{client.model}' does not exist. Valid models: "
+            f"{', '.join(router.entries)}.",
+            param="model",
+            code="model_not_found",
+        )
+    outcome.model = client.model
+    if gate is not None:
+        client, tiers = await _admit(gate, outcome, client, tiers, size=len(raw), headers=headers)
+    outcome.span = _start_span(request, router, client, request_id, outcome)
+    served = await run_cascade(
+        router, client, tiers, request_id, state.metrics, observe=_observer(router, outcome.span)
+    )
+    outcome.attempts = [(a.tier, a.reason) for a in served.attempts]
+    outcome.tier = served.tier
+    headers["x-tiergate-tier"] = served.tier
+    headers["x-tiergate-attempts"] = str(len(served.attempts))
+    if served.stream is not None:
+        outcome.ttft_s = router.clock() - start
+        state.metrics.first_token(client.model, served.tier, outcome.ttft_s)
+        outcome.status = 200
+        return await _stream(request, state, served, client, headers=headers, outcome=outcome)
+    assert served.reply is not None
+    reply = served.reply
+    outcome.status = reply.status
+    if reply.status == 200:
+        outcome.usage = Usage.from_openai(_reply_usage(reply.body))
+        _count_tokens(state, client.model, served.tier, outcome.usage)
+    else:
+        outcome.error = f"upstream status {reply.status}"
+    return web.Response(
+        body=reply.body,
+        status=reply.status,
+        headers={**headers, "Content-Type": reply.content_type},
+    )
+
+
+@dataclass(slots=True)
+class _Outcome:
+    """What the ledger needs to know about a request, filled in as it goes."""
+
+    started: float
+    model: str = "unknown"
+    tier: str = "none"
+    status: int = 500
+    identity: Identity = ANONYMOUS
+    admission: Admission | None = None
+    attempts: list[tuple[str, str]] = field(default_factory=list)
+    usage: Usage | None = None
+    ttft_s: float | None = None
+    latency_s: float = 0.0
+    error: str | None = None
+    span: RequestSpan | None = None
+
+
+def _start_span(
+    request: web.Request,
+    router: Router,
+    client: ClientRequest,
+    request_id: str,
+    outcome: _Outcome,
+) -> RequestSpan:
+    identity = outcome.identity
+    body = client.body
+    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    temperature = body.get("temperature")
+    return router.tracing.start_request(
+        request_id=request_id,
+        model=client.model,
+        stage=_stage(request, router),
+        key_id=identity.key_id,
+        team=identity.team,
+        project=identity.project,
+        traceparent=request.headers.get("traceparent"),
+        tracestate=request.headers.get("tracestate"),
+        stream=client.stream,
+        max_tokens=limit if isinstance(limit, int) else None,
+        temperature=float(temperature) if isinstance(temperature, int | float) else None,
+        start_time_ns=int(outcome.started * 1e9),
+        operation=_OPERATIONS[client.endpoint],
+    )
+
+
+# A workflow stage is a short label (``plan``, ``retrieve``): longer values are cut.
+STAGE_MAX_CHARS = 64
+
+
+def _stage(request: web.Request, router: Router) -> str | None:
+    stage = request.headers.get(router.stage_header)
+    return stage[:STAGE_MAX_CHARS] if stage else None
+
+
+_OPERATIONS = {
+    Endpoint.CHAT: "chat",
+    Endpoint.COMPLETIONS: "text_completion",
+    Endpoint.EMBEDDINGS: "embeddings",
+}
+
+
+def _observer(router: Router, span: RequestSpan) -> AttemptObserver:
+    def observe(name: str) -> AttemptDone:
+        tier = router.tiers[name]
+        attempt = span.attempt(name, tier.provider, tier.model)
+
+        def done(reason: str, status: int | None) -> None:
+            attempt.finish(outcome=reason, status=status)
+
+        return done
+
+    return observe
+
+
+async def _admit(
+    gate: GovernanceGate,
+    outcome: _Outcome,
+    client: ClientRequest,
+    tiers: tuple[str, ...],
+    *,
+    size: int,
+    headers: dict[str, str],
+) -> tuple[ClientRequest, tuple[str, ...]]:
+    """Admission by the gate: the request (bounded when a budget applies) and its tiers."""
+    admission = await gate.admit(outcome.identity, client, tiers, size)
+    outcome.admission = admission
+    if admission.warnings:
+        headers["x-tiergate-budget-warning"] = "; ".join(admission.warnings)
+    if admission.reservation is not None:
+        client = gate.bounded(client)
+    return client, admission.tiers
+
+
+def _finish(router: Router, outcome: _Outcome, request: web.Request, request_id: str) -> float:
+    """Record the finished request in the ledger (with a governance section); its cost."""
+    gate = router.governance
+    served = outcome.tier if outcome.tier != "none" and outcome.status < 400 else None
+    cost = router.cost(served, outcome.usage)
+    if gate is None:
+        return cost
+    record = record_of(
+        started=outcome.started,
+        request_id=request_id,
+        identity=outcome.identity,
+        stage=_stage(request, router),
+        model=outcome.model,
+        tier=served,
+        attempts=outcome.attempts,
+        usage=outcome.usage,
+        cost=cost,
+        latency_s=outcome.latency_s,
+        ttft_s=outcome.ttft_s,
+        status=outcome.status,
+        error=outcome.error,
+    )
+    gate.finish(outcome.admission, record)
+    return cost
 
 
 async def _stream(
@@ -88,16 +264,19 @@ async def _stream(
     client: ClientRequest,
     *,
     headers: dict[str, str],
-    model: str,
+    outcome: _Outcome,
 ) -> web.StreamResponse:
     result = StreamResult()
+    model = client.model
     try:
         return await relay_stream(request, served, headers, client.include_usage, result)
     finally:
         if result.failure is not None:
             state.router.record(served.tier, state.router.clock(), ok=False)
             state.metrics.attempt_done(served.tier, f"stream_{result.failure}", None)
-        _count_tokens(state, model, served.tier, result.usage)
+            outcome.error = f"stream_{result.failure}"
+        outcome.usage = Usage.from_openai(result.usage)
+        _count_tokens(state, model, served.tier, outcome.usage)
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes:
@@ -130,10 +309,9 @@ def _reply_usage(body: bytes) -> dict[str, Any] | None:
     return usage if isinstance(usage, dict) else None
 
 
-def _count_tokens(state: GatewayState, model: str, tier: str, usage: dict[str, Any] | None) -> None:
-    record = Usage.from_openai(usage)
-    if record is not None:
-        state.metrics.tokens_used(model, tier, record)
+def _count_tokens(state: GatewayState, model: str, tier: str, usage: Usage | None) -> None:
+    if usage is not None:
+        state.metrics.tokens_used(model, tier, usage)
 
 
 async def list_models(request: web.Request) -> web.Response:
@@ -170,6 +348,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
+    add_admin_routes(app)
     app.router.add_post("/v1/chat/completions", proxy(Endpoint.CHAT))
     app.router.add_post("/v1/completions", proxy(Endpoint.COMPLETIONS))
     app.router.add_post("/v1/embeddings", proxy(Endpoint.EMBEDDINGS))

@@ -120,9 +120,17 @@ def _check_provider_fields(
             )
     if provider == "bedrock":
         _check_bedrock(doc, index, entry, result)
-    if "costPer1kTokens" not in entry:
+    pricing = entry.get("pricing")
+    if "costPer1kTokens" not in entry and pricing is None:
         result.warnings.append(
             doc.issue(("models", index), f"'{name}' has no costPer1kTokens: its cost counts as 0")
+        )
+    elif isinstance(pricing, dict) and "input" in pricing and "costPer1kTokens" in entry:
+        result.warnings.append(
+            doc.issue(
+                ("models", index, "costPer1kTokens"),
+                "costPer1kTokens is ignored: the pricing section's token prices apply",
+            )
         )
 
 

@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
 from tiergate.errors import SpecIssue
+from tiergate.ledger.pricing import FREE, Price
 from tiergate.spec.comparator import Threshold
+from tiergate.spec.governance import Governance, Pricing, Tracing
 from tiergate.spec.models import FleetSpec, ModelEntry
 
 # Used when a fleet gives no fallbackConditions: the statuses that mean "this tier cannot serve
@@ -65,6 +67,8 @@ class Tier:
     timeouts: Timeouts
     spillover: SpilloverLimits | None = None
     api_key: str | None = field(default=None, repr=False)
+    price: Price = FREE
+    gpu_pool: tuple[float, int] | None = None  # (USD per GPU-hour, GPUs) when priced so
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +107,8 @@ class Fleet:
     breaker: BreakerSettings
     gateway: GatewaySettings
     warnings: tuple[SpecIssue, ...] = ()
+    governance: Governance | None = None
+    tracing: Tracing | None = None
 
     @property
     def tiers(self) -> tuple[Tier, ...]:
@@ -145,6 +151,8 @@ def resolve(spec: FleetSpec, source: str, warnings: tuple[SpecIssue, ...] = ()) 
             drain_timeout_s=spec.gateway.drain_timeout_ms / 1000,
         ),
         warnings=warnings,
+        governance=spec.governance,
+        tracing=spec.tracing,
     )
 
 
@@ -194,7 +202,25 @@ def _tier(entry: ModelEntry, default_first_byte_s: float | None) -> Tier:
         ),
         spillover=_spillover(entry),
         api_key=entry.api_key,
+        price=_price(entry),
+        gpu_pool=_gpu_pool(entry.pricing),
     )
+
+
+def _price(entry: ModelEntry) -> Price:
+    pricing = entry.pricing
+    if pricing is None or pricing.input is None or pricing.output is None:
+        return Price.flat(entry.cost_per_1k_tokens) if entry.cost_per_1k_tokens else FREE
+    scale = 1e-3 if pricing.per == "1k" else 1e-6
+    cached = pricing.input if pricing.cached_input is None else pricing.cached_input
+    written = pricing.input if pricing.cache_write is None else pricing.cache_write
+    return Price(pricing.input * scale, pricing.output * scale, cached * scale, written * scale)
+
+
+def _gpu_pool(pricing: Pricing | None) -> tuple[float, int] | None:
+    if pricing is None or pricing.gpu_hour_usd is None or pricing.gpus is None:
+        return None
+    return (pricing.gpu_hour_usd, pricing.gpus)
 
 
 def _spillover(entry: ModelEntry) -> SpilloverLimits | None:

@@ -13,20 +13,18 @@ observability) as further optional fields of :class:`FleetSpec`; the seed's two 
 from __future__ import annotations
 
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     PlainSerializer,
     PlainValidator,
     field_validator,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
 
+from tiergate.spec.base import SpecModel, check_http_url
 from tiergate.spec.comparator import Threshold, parse_threshold
+from tiergate.spec.governance import Governance, Pricing, Tracing
 
 PROVIDERS = ("openai-compatible", "bedrock")
 STRATEGIES = ("cascade",)
@@ -34,24 +32,6 @@ STRATEGIES = ("cascade",)
 Provider = Literal["openai-compatible", "bedrock"]
 ThresholdField = Annotated[Threshold, PlainValidator(parse_threshold), PlainSerializer(str)]
 StatusCode = Annotated[int, Field(ge=100, le=599)]
-
-
-class SpecModel(BaseModel):
-    """Base of every spec section: camelCase keys, unknown keys rejected, immutable."""
-
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, frozen=True)
-
-
-def check_http_url(value: str) -> str:
-    """Accept an absolute http(s) URL with a host; raise ``ValueError`` otherwise."""
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"expected an absolute http:// or https:// URL with a host, got {value!r}")
-    try:
-        parts.port  # noqa: B018 - parsing the port is the check
-    except ValueError as exc:
-        raise ValueError(f"invalid port in URL {value!r}") from exc
-    return value
 
 
 class HealthCheck(SpecModel):
@@ -129,6 +109,7 @@ class ModelEntry(SpecModel):
     api_key: str | None = Field(default=None, repr=False)
     timeouts: Timeouts = Field(default_factory=Timeouts)
     spillover: Spillover | None = None
+    pricing: Pricing | None = None
 
     @field_validator("base_url")
     @classmethod
@@ -201,6 +182,8 @@ class FleetSpec(SpecModel):
     routing: Routing = Field(default_factory=Routing)
     models: list[ModelEntry] = Field(min_length=1)
     gateway: Gateway = Field(default_factory=Gateway)
+    governance: Governance | None = None
+    tracing: Tracing | None = None
 
     @field_validator("routing", mode="before")
     @classmethod

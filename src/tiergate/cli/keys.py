@@ -1,0 +1,154 @@
+"""``tiergate keys``: create, list and revoke virtual keys in the fleet's ledger store."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from tiergate.ledger.records import KeyRecord
+    from tiergate.ledger.store import LedgerStore
+
+_FLEET = click.option(
+    "-c",
+    "--fleet",
+    "fleet_path",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True),
+    help="The fleet spec (its governance.ledger.store says where keys live).",
+)
+_STORE = click.option("--store", default=None, help="A store URL overriding the fleet's.")
+
+
+@click.group("keys")
+def command() -> None:
+    """Virtual keys: what clients send instead of upstream credentials."""
+
+
+@command.command("create")
+@_FLEET
+@_STORE
+@click.option("--name", default=None, help="A label for people.")
+@click.option("--team", default=None)
+@click.option("--project", default=None)
+@click.option("--models", default="", help="Comma-separated model names this key may use.")
+@click.option("--budget-usd", type=click.FloatRange(min=0, min_open=True), default=None)
+@click.option(
+    "--period",
+    type=click.Choice(["month"]),
+    default=None,
+    help="Budget window: the UTC calendar month (default).",
+)
+@click.option("--days", type=click.IntRange(1, 366), default=None, help="Rolling budget window.")
+@click.option("--rpm", type=click.IntRange(min=1), default=None, help="Requests per minute.")
+@click.option("--tpm", type=click.IntRange(min=1), default=None, help="Tokens per minute.")
+def create(fleet_path: str, store: str | None, **settings: Any) -> None:
+    """Create a key and print it (this is the only time it is shown)."""
+    import time
+
+    from tiergate.ledger.keys import new_key
+    from tiergate.ledger.records import KeyRecord
+
+    if settings["period"] and settings["days"]:
+        raise click.UsageError("--period and --days exclude each other")
+    template = KeyRecord(
+        key_id="",
+        key_hash="",
+        name=settings["name"],
+        team=settings["team"],
+        project=settings["project"],
+        models=tuple(m.strip() for m in settings["models"].split(",") if m.strip()),
+        budget_usd=settings["budget_usd"],
+        budget_days=settings["days"] or 0,
+        rpm=settings["rpm"],
+        tpm=settings["tpm"],
+        created_at=time.time(),
+    )
+    key, record = new_key(template)
+    _run(fleet_path, store, lambda s: s.add_key(record))
+    click.echo(f"key id: {record.key_id}")
+    click.echo(f"key:    {key}")
+    click.echo("Store the key now: it is kept only as a hash and cannot be shown again.", err=True)
+
+
+@command.command("list")
+@_FLEET
+@_STORE
+@click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table")
+def list_keys(fleet_path: str, store: str | None, output_format: str) -> None:
+    """List keys (ids and settings, never the keys)."""
+    keys: list[KeyRecord] = _run(fleet_path, store, lambda s: s.list_keys())
+    if output_format == "json":
+        import json
+
+        click.echo(json.dumps([key_summary(k) for k in keys], indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("key id", "name", "team", "project", "models", "budget", "rpm", "tpm", "state")
+    for k in keys:
+        row = key_summary(k)
+        table.add_row(*(str(row[c] if row[c] is not None else "") for c in _COLUMNS))
+    Console().print(table)
+
+
+@command.command("revoke")
+@_FLEET
+@_STORE
+@click.argument("key_id")
+def revoke(fleet_path: str, store: str | None, key_id: str) -> None:
+    """Revoke KEY_ID: requests with it get 401 (within the gateways' key cache time)."""
+    import time
+
+    if not _run(fleet_path, store, lambda s: s.revoke_key(key_id, time.time())):
+        click.echo(f"no active key with id {key_id}", err=True)
+        raise SystemExit(2)
+    click.echo(f"revoked {key_id}")
+
+
+_COLUMNS = ("key_id", "name", "team", "project", "models", "budget", "rpm", "tpm", "state")
+
+
+def key_summary(key: KeyRecord) -> dict[str, Any]:
+    """What may be shown of a key: everything but its hash."""
+    window = f"{key.budget_days}d" if key.budget_days else "month"
+    return {
+        "key_id": key.key_id,
+        "name": key.name,
+        "team": key.team,
+        "project": key.project,
+        "models": ",".join(key.models) or "*",
+        "budget": f"${key.budget_usd:g}/{window}" if key.budget_usd else None,
+        "rpm": key.rpm,
+        "tpm": key.tpm,
+        "state": "active" if key.active else "revoked",
+        "created_at": key.created_at,
+        "revoked_at": key.revoked_at,
+    }
+
+
+def _run(fleet_path: str, store_override: str | None, action: Any) -> Any:
+    from tiergate.errors import SpecError
+    from tiergate.ledger.location import store_url
+    from tiergate.ledger.open import open_store
+    from tiergate.spec import load_fleet
+
+    try:
+        fleet = load_fleet(fleet_path)
+        url = store_url(fleet, store_override)
+    except (SpecError, ValueError) as exc:
+        click.echo(str(exc), err=True)
+        raise SystemExit(2) from exc
+
+    async def run() -> Any:
+        store: LedgerStore = open_store(url)
+        await store.open()
+        try:
+            return await action(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())

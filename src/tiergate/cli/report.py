@@ -1,0 +1,176 @@
+"""``tiergate report``: what each team, project, model, tier, key or stage used and cost in a
+month, from the fleet's ledger store."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import click
+
+from tiergate.ledger.report import GroupBy
+
+if TYPE_CHECKING:
+    from tiergate.ledger.records import RequestRecord
+    from tiergate.ledger.report import GpuCost, Period, Report
+
+
+@click.command("report")
+@click.option(
+    "-c",
+    "--fleet",
+    "fleet_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="The fleet spec: its governance.ledger.store and the tiers' GPU-hour prices.",
+)
+@click.option(
+    "--store", default=None, metavar="URL", help="A ledger store URL overriding the fleet's."
+)
+@click.option(
+    "--month", default=None, metavar="YYYY-MM", help="A UTC calendar month  [default: this month]"
+)
+@click.option(
+    "--by",
+    type=click.Choice([g.value for g in GroupBy]),
+    default=GroupBy.TEAM.value,
+    show_default=True,
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+def command(
+    fleet_path: str | None, store: str | None, month: str | None, by: str, output_format: str
+) -> None:
+    """Report requests, tokens, cost, tier shares, fallbacks and errors for one month.
+
+    Exits 0 with the report, 2 on bad input (the message names it), 1 when the store cannot
+    be read.
+    """
+    import time
+
+    from tiergate.ledger.report import build_report, parse_month
+
+    if month is None:
+        month = time.strftime("%Y-%m", time.gmtime())
+    try:
+        period = parse_month(month)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--month'") from exc
+    url, gpu_costs = _settings(fleet_path, store)
+    records, shown_url = _read(url, period)
+    report = build_report(records, period, GroupBy(by), gpu_costs)
+    if output_format == "json":
+        import json
+
+        from tiergate.ledger.report import report_json
+
+        click.echo(json.dumps(report_json(report), indent=2))
+    elif output_format == "csv":
+        from tiergate.ledger.report import report_csv
+
+        click.echo(report_csv(report), nl=False)
+    else:
+        _print_table(report, shown_url)
+
+
+def _settings(fleet_path: str | None, store: str | None) -> tuple[str, dict[str, GpuCost]]:
+    """The store URL and the GPU-hour tiers, from the fleet and ``--store``."""
+    if fleet_path is None:
+        if store is None:
+            raise click.UsageError("where is the ledger? give --fleet FLEET.yaml or --store URL")
+        return store, {}
+    from tiergate.errors import SpecError
+    from tiergate.ledger.location import store_url
+    from tiergate.ledger.report import GpuCost
+    from tiergate.spec import load_fleet
+
+    try:
+        fleet = load_fleet(fleet_path)
+        url = store_url(fleet, store)
+    except (SpecError, ValueError) as exc:
+        click.echo(str(exc), err=True)
+        raise SystemExit(2) from exc
+    gpu_costs = {
+        tier.name: GpuCost(*tier.gpu_pool) for tier in fleet.tiers if tier.gpu_pool is not None
+    }
+    return url, gpu_costs
+
+
+def _read(url: str, period: Period) -> tuple[list[RequestRecord], str]:
+    """The records of ``period``, and the store's URL as it may be shown (no password)."""
+    from tiergate.ledger.open import open_store
+    from tiergate.ledger.sqlite import SQLiteStore
+    from tiergate.ledger.store import StoreUnavailableError
+
+    try:
+        store = open_store(url)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--store'") from exc
+    if isinstance(store, SQLiteStore) and not store.path.is_file():
+        raise click.BadParameter(f"no ledger file at {store.path}", param_hint="'--store'")
+
+    async def read() -> list[RequestRecord]:
+        await store.open()
+        try:
+            return await store.requests(period.start, period.end)
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(read()), store.url
+    except StoreUnavailableError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _print_table(report: Report, url: str) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    def percent(share: float) -> str:
+        return f"{share * 100:.1f}%"
+
+    by = report.by.value
+    table = Table(title=f"{report.period.label} by {by} — {escape(url)}", title_justify="left")
+    for header in (by, "requests", "input tok", "output tok", "cached tok", "cost $"):
+        table.add_column(header, justify="left" if header == by else "right")
+    for tier in report.tiers:
+        table.add_column(f"% {tier}", justify="right")
+    table.add_column("fallback", justify="right")
+    table.add_column("error", justify="right")
+    for index, row in enumerate((*report.rows, report.total)):
+        table.add_row(
+            escape(row.group),
+            f"{row.requests:,}",
+            f"{row.input_tokens:,}",
+            f"{row.output_tokens:,}",
+            f"{row.cached_tokens:,}",
+            f"{row.cost_usd:,.4f}",
+            *(percent(row.tier_share(tier)) for tier in report.tiers),
+            percent(row.fallback_share),
+            percent(row.error_share),
+            end_section=index == len(report.rows) - 1,
+        )
+    out = Console(highlight=False)
+    out.print(table)
+    if report.gpu_tiers:
+        gpu = Table(title="GPU-hour tiers: effective price", title_justify="left")
+        for header in ("tier", "$/GPU-h", "GPUs", "hours", "fixed $", "tokens", "$/1k tok"):
+            gpu.add_column(header, justify="left" if header == "tier" else "right")
+        for cost in report.gpu_tiers:
+            per_1k = cost.usd_per_1k_tokens
+            gpu.add_row(
+                escape(cost.tier),
+                f"{cost.usd_per_gpu_hour:g}",
+                str(cost.gpus),
+                f"{cost.hours:g}",
+                f"{cost.fixed_usd:,.2f}",
+                f"{cost.tokens:,}",
+                "-" if per_1k is None else f"{per_1k:.6f}",
+            )
+        out.print(gpu)

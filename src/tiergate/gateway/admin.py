@@ -1,0 +1,155 @@
+"""``/admin/``: virtual keys and reports over HTTP, for the fleet's master key only.
+
+``Authorization: Bearer <governance.masterKey>`` (compared in constant time). Without a
+``masterKey`` in the fleet the admin API is off and answers 401 saying so.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from tiergate.gateway.governance import GovernanceGate
+from tiergate.gateway.openai_errors import OpenAIError
+from tiergate.gateway.state import STATE
+from tiergate.ledger.keys import new_key, presented_key
+from tiergate.ledger.records import KeyRecord
+
+
+def add_admin_routes(app: web.Application) -> None:
+    app.router.add_get("/admin/keys", _list_keys)
+    app.router.add_post("/admin/keys", _create_key)
+    app.router.add_delete("/admin/keys/{key_id}", _revoke_key)
+
+
+def _gate(request: web.Request) -> GovernanceGate:
+    gate = request.app[STATE].router.governance
+    master = gate.master_key if gate is not None else None
+    if gate is None or master is None:
+        raise OpenAIError(
+            401,
+            "The admin API is off: the fleet has no governance.masterKey.",
+            type_="invalid_request_error",
+            code="admin_disabled",
+        )
+    presented = presented_key(request.headers)
+    if presented is None or not hmac.compare_digest(presented.encode(), master.encode()):
+        raise OpenAIError(
+            401,
+            "The admin API needs the master key: 'Authorization: Bearer <masterKey>'.",
+            type_="invalid_request_error",
+            code="invalid_master_key",
+        )
+    return gate
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def _error(exc: OpenAIError) -> web.Response:
+    return web.Response(body=exc.body(), status=exc.status, content_type="application/json")
+
+
+async def _list_keys(request: web.Request) -> web.Response:
+    try:
+        gate = _gate(request)
+    except OpenAIError as exc:
+        return _error(exc)
+    keys = await gate.store.list_keys()
+    return _json({"object": "list", "data": [key_view(k) for k in keys]})
+
+
+async def _create_key(request: web.Request) -> web.Response:
+    try:
+        gate = _gate(request)
+        template = _key_template(await request.read())
+    except OpenAIError as exc:
+        return _error(exc)
+    key, record = new_key(template)
+    await gate.store.add_key(record)
+    await gate.keys.refresh()
+    return _json({**key_view(record), "key": key}, status=201)
+
+
+async def _revoke_key(request: web.Request) -> web.Response:
+    try:
+        gate = _gate(request)
+    except OpenAIError as exc:
+        return _error(exc)
+    key_id = request.match_info["key_id"]
+    if not await gate.store.revoke_key(key_id, time.time()):
+        return _error(OpenAIError(404, f"No active key with id {key_id}.", code="key_not_found"))
+    await gate.keys.refresh()
+    return _json({"key_id": key_id, "revoked": True})
+
+
+def key_view(key: KeyRecord) -> dict[str, Any]:
+    """What the API shows of a key: everything but its hash."""
+    return {
+        "key_id": key.key_id,
+        "name": key.name,
+        "team": key.team,
+        "project": key.project,
+        "models": list(key.models),
+        "budget_usd": key.budget_usd,
+        "budget_days": key.budget_days,
+        "rpm": key.rpm,
+        "tpm": key.tpm,
+        "created_at": key.created_at,
+        "revoked_at": key.revoked_at,
+    }
+
+
+_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "name": str,
+    "team": str,
+    "project": str,
+    "budget_usd": (int, float),
+    "budget_days": int,
+    "rpm": int,
+    "tpm": int,
+}
+
+
+def _key_template(raw: bytes) -> KeyRecord:
+    try:
+        body = orjson.loads(raw) if raw else {}
+    except orjson.JSONDecodeError as exc:
+        raise OpenAIError(400, f"The body is not JSON: {exc}", code="invalid_json") from exc
+    if not isinstance(body, dict):
+        raise OpenAIError(400, "The body must be a JSON object.", code="invalid_json")
+    for name, value in body.items():
+        kind = _FIELDS.get(name)
+        if name == "models":
+            if not isinstance(value, list) or not all(isinstance(m, str) for m in value):
+                raise OpenAIError(400, "'models' must be an array of strings.", param="models")
+        elif kind is None:
+            allowed = ", ".join([*_FIELDS, "models"])
+            raise OpenAIError(400, f"Unknown field '{name}' (allowed: {allowed}).", param=name)
+        elif value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise OpenAIError(400, f"'{name}' has the wrong type.", param=name)
+        elif isinstance(value, int | float) and value <= 0 and name != "budget_days":
+            raise OpenAIError(400, f"'{name}' must be positive.", param=name)
+    days = body.get("budget_days") or 0
+    if days < 0 or days > 366:
+        raise OpenAIError(
+            400, "'budget_days' must be 0 (calendar month) to 366.", param="budget_days"
+        )
+    return KeyRecord(
+        key_id="",
+        key_hash="",
+        name=body.get("name"),
+        team=body.get("team"),
+        project=body.get("project"),
+        models=tuple(body.get("models") or ()),
+        budget_usd=float(body["budget_usd"]) if body.get("budget_usd") else None,
+        budget_days=days,
+        rpm=body.get("rpm"),
+        tpm=body.get("tpm"),
+        created_at=time.time(),
+    )

@@ -1,0 +1,1 @@
+"""Cost ledger and governance: prices, request records, virtual keys, budgets, rate limits."""
