@@ -113,20 +113,15 @@ _COLUMNS = ("key_id", "name", "team", "project", "models", "budget", "rpm", "tpm
 
 
 def key_summary(key: KeyRecord) -> dict[str, Any]:
-    """What may be shown of a key: everything but its hash."""
+    """A key as ``keys list`` shows it: the API's view, with the budget and state spelt out."""
+    from tiergate.ledger.keys import key_view
+
     window = f"{key.budget_days}d" if key.budget_days else "month"
     return {
-        "key_id": key.key_id,
-        "name": key.name,
-        "team": key.team,
-        "project": key.project,
+        **key_view(key),
         "models": ",".join(key.models) or "*",
         "budget": f"${key.budget_usd:g}/{window}" if key.budget_usd else None,
-        "rpm": key.rpm,
-        "tpm": key.tpm,
         "state": "active" if key.active else "revoked",
-        "created_at": key.created_at,
-        "revoked_at": key.revoked_at,
     }
 
 

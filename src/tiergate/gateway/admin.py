@@ -16,7 +16,7 @@ from aiohttp import web
 from tiergate.gateway.governance import GovernanceGate
 from tiergate.gateway.openai_errors import OpenAIError
 from tiergate.gateway.state import STATE
-from tiergate.ledger.keys import new_key, presented_key
+from tiergate.ledger.keys import key_view, new_key, presented_key
 from tiergate.ledger.records import KeyRecord
 
 
@@ -86,23 +86,6 @@ async def _revoke_key(request: web.Request) -> web.Response:
         return _error(OpenAIError(404, f"No active key with id {key_id}.", code="key_not_found"))
     await gate.keys.refresh()
     return _json({"key_id": key_id, "revoked": True})
-
-
-def key_view(key: KeyRecord) -> dict[str, Any]:
-    """What the API shows of a key: everything but its hash."""
-    return {
-        "key_id": key.key_id,
-        "name": key.name,
-        "team": key.team,
-        "project": key.project,
-        "models": list(key.models),
-        "budget_usd": key.budget_usd,
-        "budget_days": key.budget_days,
-        "rpm": key.rpm,
-        "tpm": key.tpm,
-        "created_at": key.created_at,
-        "revoked_at": key.revoked_at,
-    }
 
 
 _FIELDS: dict[str, type | tuple[type, ...]] = {

@@ -14,6 +14,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from typing import Any
 
 from tiergate.ledger.records import KeyRecord
 from tiergate.ledger.store import LedgerStore
@@ -79,3 +80,20 @@ class KeyRing:
         if record is None or not hmac.compare_digest(record.key_hash, digest):
             return None
         return record
+
+
+def key_view(key: KeyRecord) -> dict[str, Any]:
+    """What the API shows of a key: everything but its hash."""
+    return {
+        "key_id": key.key_id,
+        "name": key.name,
+        "team": key.team,
+        "project": key.project,
+        "models": list(key.models),
+        "budget_usd": key.budget_usd,
+        "budget_days": key.budget_days,
+        "rpm": key.rpm,
+        "tpm": key.tpm,
+        "created_at": key.created_at,
+        "revoked_at": key.revoked_at,
+    }

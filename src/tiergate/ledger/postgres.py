@@ -34,51 +34,13 @@ from tiergate.ledger.rows import (
     key_row,
     request_from_row,
     request_row,
+    schema,
 )
 from tiergate.ledger.store import KeyConflictError, StoreUnavailableError
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS requests (
-    id bigserial PRIMARY KEY,
-    at double precision NOT NULL,
-    request_id text NOT NULL,
-    key_id text,
-    team text,
-    project text,
-    stage text,
-    model text NOT NULL,
-    tier text NOT NULL,
-    attempts integer NOT NULL,
-    fallbacks text NOT NULL,
-    input_tokens bigint NOT NULL,
-    output_tokens bigint NOT NULL,
-    cached_tokens bigint NOT NULL,
-    cache_write_tokens bigint NOT NULL,
-    cost_usd double precision NOT NULL,
-    latency_s double precision NOT NULL,
-    ttft_s double precision,
-    status integer NOT NULL,
-    error text
-);
-CREATE INDEX IF NOT EXISTS requests_at ON requests (at);
-CREATE INDEX IF NOT EXISTS requests_key_at ON requests (key_id, at);
-CREATE INDEX IF NOT EXISTS requests_team_at ON requests (team, at);
-CREATE INDEX IF NOT EXISTS requests_project_at ON requests (project, at);
-CREATE TABLE IF NOT EXISTS keys (
-    key_id text PRIMARY KEY,
-    key_hash text NOT NULL UNIQUE,
-    name text,
-    team text,
-    project text,
-    models text NOT NULL,
-    budget_usd double precision,
-    budget_days integer NOT NULL,
-    rpm integer,
-    tpm integer,
-    created_at double precision NOT NULL,
-    revoked_at double precision
-);
-"""
+SCHEMA = schema(
+    {"real": "double precision", "integer": "bigint", "text": "text"}, "bigserial PRIMARY KEY"
+)
 
 # Replicas starting together would race on CREATE TABLE IF NOT EXISTS: one creates at a time.
 SCHEMA_LOCK = 0x7469_6572_6761  # "tierga"

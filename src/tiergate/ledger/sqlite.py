@@ -39,53 +39,13 @@ from tiergate.ledger.rows import (
     key_row,
     request_from_row,
     request_row,
+    schema,
 )
 from tiergate.ledger.store import KeyConflictError, StoreUnavailableError
 
 T = TypeVar("T")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS requests (
-    id INTEGER PRIMARY KEY,
-    at REAL NOT NULL,
-    request_id TEXT NOT NULL,
-    key_id TEXT,
-    team TEXT,
-    project TEXT,
-    stage TEXT,
-    model TEXT NOT NULL,
-    tier TEXT NOT NULL,
-    attempts INTEGER NOT NULL,
-    fallbacks TEXT NOT NULL,
-    input_tokens INTEGER NOT NULL,
-    output_tokens INTEGER NOT NULL,
-    cached_tokens INTEGER NOT NULL,
-    cache_write_tokens INTEGER NOT NULL,
-    cost_usd REAL NOT NULL,
-    latency_s REAL NOT NULL,
-    ttft_s REAL,
-    status INTEGER NOT NULL,
-    error TEXT
-);
-CREATE INDEX IF NOT EXISTS requests_at ON requests (at);
-CREATE INDEX IF NOT EXISTS requests_key_at ON requests (key_id, at);
-CREATE INDEX IF NOT EXISTS requests_team_at ON requests (team, at);
-CREATE INDEX IF NOT EXISTS requests_project_at ON requests (project, at);
-CREATE TABLE IF NOT EXISTS keys (
-    key_id TEXT PRIMARY KEY,
-    key_hash TEXT NOT NULL UNIQUE,
-    name TEXT,
-    team TEXT,
-    project TEXT,
-    models TEXT NOT NULL,
-    budget_usd REAL,
-    budget_days INTEGER NOT NULL,
-    rpm INTEGER,
-    tpm INTEGER,
-    created_at REAL NOT NULL,
-    revoked_at REAL
-);
-"""
+SCHEMA = schema({"real": "REAL", "integer": "INTEGER", "text": "TEXT"}, "INTEGER PRIMARY KEY")
 
 INSERT_REQUEST = (
     f"INSERT INTO requests ({', '.join(REQUEST_COLUMNS)}) "
