@@ -51,7 +51,7 @@ def postgres_server() -> Iterator[PostgresServer]:
     """One throwaway PostgreSQL cluster for the session (superuser ``postgres``, trust auth)."""
     server = _start(start_postgres)
     yield server
-    server.stop()
+    server.remove()
 
 
 @pytest.fixture

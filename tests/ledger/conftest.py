@@ -1,67 +1,40 @@
-"""Fixtures of the ledger tests: real PostgreSQL (a throwaway cluster for the session, a fresh
-database per test) and the two store kinds behind one parametrized fixture.
+"""Fixtures of the ledger tests: real PostgreSQL and the two store kinds behind one
+parametrized fixture.
 
-``postgres_dsn`` has the name and meaning of the suite-wide fixture, so that it can be swapped
-for it. The PostgreSQL tests are skipped when the server binaries are not installed (and fail
-instead when ``CI`` is set: CI must run every test).
+The PostgreSQL tests use the suite-wide ``postgres_server``/``postgres_dsn`` (``tests/conftest.py``:
+one throwaway cluster for the session, a fresh database per test); ``private_postgres`` is a
+cluster of a test's own, which it may stop and start again. Both come from ``tests/services.py``:
+they are skipped when the server binaries are not installed (and fail instead when ``CI`` is
+set: CI must run every test).
 """
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.ledger.pgcluster import INSTALL, Cluster, find_bindir
+from tests.services import PostgresServer, ServiceMissingError, missing, start_postgres
 from tiergate.ledger.sqlite import SQLiteStore
 
 Store = Any  # SQLiteStore | PostgresStore: the PostgreSQL module is imported only when used
 MakeStore = Callable[..., Awaitable[Store]]
 
 
-def _bindir() -> Path:
-    bindir = find_bindir()
-    if bindir is None:
-        message = f"PostgreSQL server binaries (initdb, postgres) not found: {INSTALL}"
-        if os.environ.get("CI"):
-            pytest.fail(f"{message} (CI is set: every test must run)")
-        pytest.skip(message)
-    return bindir
-
-
-@pytest.fixture(scope="session")
-def ledger_postgres() -> Iterator[Cluster]:
-    """One throwaway PostgreSQL cluster for the session's ledger tests."""
-    cluster = Cluster(_bindir())
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.remove()
-
-
 @pytest.fixture
-def postgres_dsn(ledger_postgres: Cluster) -> Iterator[str]:
-    """The DSN of a new, empty database (dropped after the test)."""
-    name = f"t_{uuid.uuid4().hex}"
-    ledger_postgres.sql(f'CREATE DATABASE "{name}"')
-    yield ledger_postgres.dsn(name)
-    ledger_postgres.sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture
-def private_postgres() -> Iterator[Cluster]:
-    """A cluster of this test's own, which it may stop and start."""
-    cluster = Cluster(_bindir())
+def private_postgres() -> Iterator[PostgresServer]:
+    """A cluster of this test's own, which it may ``stop`` and ``start`` again (same data and
+    port); removed after the test."""
     try:
-        cluster.start()
-        yield cluster
+        server = start_postgres()
+    except ServiceMissingError as exc:
+        missing(str(exc))
+    try:
+        yield server
     finally:
-        cluster.remove()
+        server.remove()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

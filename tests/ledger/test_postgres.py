@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from tests.ledger.pgcluster import Cluster
 from tests.ledger.samples import T0, request
 from tests.polling import eventually
+from tests.services import PostgresServer
 from tiergate.ledger.postgres import PostgresStore, redact_dsn
 from tiergate.ledger.records import Scope, ScopeKind
 from tiergate.ledger.store import StoreUnavailableError
@@ -19,7 +19,7 @@ def messages(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
 
 
 async def test_server_down_mid_run_keeps_records_until_it_is_back(
-    private_postgres: Cluster, caplog: pytest.LogCaptureFixture
+    private_postgres: PostgresServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = PostgresStore(private_postgres.dsn(), flush_s=0.05, timeout_s=1.0, queue_limit=200)
     await store.open()
@@ -53,7 +53,7 @@ async def test_server_down_mid_run_keeps_records_until_it_is_back(
         await store.close()
 
 
-async def test_close_waits_for_the_server_to_come_back(private_postgres: Cluster) -> None:
+async def test_close_waits_for_the_server_to_come_back(private_postgres: PostgresServer) -> None:
     store = PostgresStore(private_postgres.dsn(), flush_s=0.05, timeout_s=1.0)
     await store.open()
     await asyncio.to_thread(private_postgres.stop)
@@ -68,18 +68,18 @@ async def test_close_waits_for_the_server_to_come_back(private_postgres: Cluster
 
 
 async def test_a_burst_is_committed_in_few_transactions(
-    postgres_dsn: str, ledger_postgres: Cluster
+    postgres_dsn: str, postgres_server: PostgresServer
 ) -> None:
     store = PostgresStore(postgres_dsn, flush_s=0.2)
     await store.open()
     try:
         # Transaction ids are handed out only to transactions that write: their count is the
         # number of commits, seen by the server itself (one more for the probe).
-        before = int(ledger_postgres.sql("SELECT txid_current()"))
+        before = int(postgres_server.sql("SELECT txid_current()"))
         for n in range(1000):
             store.record(request(n))
         await store.flush()
-        after = int(ledger_postgres.sql("SELECT txid_current()"))
+        after = int(postgres_server.sql("SELECT txid_current()"))
         assert after - before - 1 <= 2
         assert len(await store.requests(T0, T0 + 1000)) == 1000
     finally:
@@ -87,7 +87,7 @@ async def test_a_burst_is_committed_in_few_transactions(
 
 
 async def test_open_fails_clearly_when_the_server_is_unreachable(
-    private_postgres: Cluster,
+    private_postgres: PostgresServer,
 ) -> None:
     private_postgres.stop()
     store = PostgresStore(private_postgres.dsn(), timeout_s=1.0)
