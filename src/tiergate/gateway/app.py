@@ -39,7 +39,11 @@ async def reload(app: web.Application, fleet: Fleet) -> None:
     """Serve ``fleet`` from now on; requests in flight finish on the previous one."""
     state = app[STATE]
     fresh = Router(fleet, state.metrics, state.router.clock)
-    await fresh.start()
+    try:
+        await fresh.start()
+    except BaseException:
+        await fresh.close()
+        raise
     previous, state.router = state.router, fresh
     task = asyncio.create_task(previous.retire(fleet.gateway.drain_timeout_s))
     state.retiring.add(task)

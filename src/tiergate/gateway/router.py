@@ -64,7 +64,9 @@ class Router:
         self._idle.set()
 
     async def start(self) -> None:
-        """Start health checks and load scrapes."""
+        """Open the ledger (if any), then start health checks and load scrapes."""
+        if self.governance is not None:
+            await self.governance.start()
         self._probe_session = aiohttp.ClientSession()
         probes = {t.name: t.health for t in self.fleet.tiers if t.health is not None}
         limits = {t.name: t.spillover for t in self.fleet.tiers if t.spillover is not None}
@@ -79,8 +81,6 @@ class Router:
         )
         await self._health.start()
         await self._saturation.start()
-        if self.governance is not None:
-            await self.governance.start()
 
     async def close(self) -> None:
         """Stop background work and release every connection pool."""

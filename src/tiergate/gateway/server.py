@@ -14,7 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from tiergate.errors import SpecError
+from tiergate.errors import SpecError, StoreUnavailableError
 from tiergate.gateway.app import create_app, reload
 from tiergate.spec import Fleet, load_fleet
 from tiergate.telemetry.metrics import MULTIPROCESS_ENV
@@ -80,7 +80,10 @@ async def _reload(app: web.Application, path: Path) -> None:
     except SpecError as exc:
         log.error("reload rejected, still serving the previous fleet:\n%s", exc)
         return
-    await reload(app, fleet)
+    try:
+        await reload(app, fleet)
+    except StoreUnavailableError as exc:
+        log.error("reload rejected, still serving the previous fleet: %s", exc)
 
 
 def run(path: Path, host: str, port: int, workers: int) -> int:
@@ -90,8 +93,12 @@ def run(path: Path, host: str, port: int, workers: int) -> int:
         return _supervise(path, host, port, workers)
     reuse_port = os.environ.get("TIERGATE_REUSE_PORT") == "1"
     runner = _event_loop_runner()
-    with runner:
-        runner.run(serve(fleet, path, host, port, reuse_port=reuse_port))
+    try:
+        with runner:
+            runner.run(serve(fleet, path, host, port, reuse_port=reuse_port))
+    except StoreUnavailableError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
     return 0
 
 
