@@ -19,6 +19,7 @@ from tests.gateway.helpers import (
     StartUpstreams,
     eventually,
     fleet_yaml,
+    metric,
     tier,
 )
 from tests.gateway.upstream import PROMPT_TOKENS
@@ -224,6 +225,15 @@ async def test_concurrent_requests_never_overspend_a_budget(
     spent = sum(r.cost_usd for r in records if r.key_id == key_id)
     assert spent == pytest.approx(50 * (PROMPT_TOKENS + 5) / 1000)
     assert spent <= 50 * reservation
+    text = await gw.metrics()
+    scope = f"key:{key_id}"
+    assert (
+        metric(text, "tiergate_governance_refusals_total", reason="budget_exceeded", scope=scope)
+        == 150
+    )
+    assert metric(text, "tiergate_budget_used_ratio", scope=scope) > 0
+    assert metric(text, "tiergate_ledger_available") == 1
+    assert metric(text, "tiergate_ledger_queued_records") == 0
 
 
 async def test_a_team_budget_with_action_cheapest_keeps_to_the_cheapest_tier(
@@ -316,3 +326,31 @@ async def test_traces_of_requests_and_attempts_reach_an_otlp_collector(
         ("a", "status"),
         ("b", "ok"),
     ]
+
+
+@pytest.mark.parametrize(("mode", "expected"), [("open", 200), ("closed", 503)])
+async def test_limits_store_down_fails_open_or_closed(
+    gateway: StartGateway, upstreams: StartUpstreams, tmp_path: Path, mode: str, expected: int
+) -> None:
+    from tests.gateway.helpers import free_port  # noqa: PLC0415
+
+    (a,) = await upstreams("a")
+    down = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    text = governed(
+        [tier("a", a, pricing=PRICE)],
+        tmp_path / "ledger.db",
+        redis=down,
+        ledger={"store": f"sqlite:///{tmp_path / 'ledger.db'}", "onStoreDown": mode},
+    )
+    gw = await gateway(text)
+    key, _ = await create_key(gw, rpm=10, budget_usd=5)
+    status, _, body = await gw.post(
+        CHAT,
+        {"model": "a", "messages": HELLO, "max_tokens": 5},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert status == expected
+    if mode == "closed":
+        assert body["error"]["code"] == "limits_unavailable"
+    else:
+        assert metric(await gw.metrics(), "tiergate_governance_unchecked_total") == 2

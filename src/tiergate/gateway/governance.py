@@ -33,6 +33,7 @@ from tiergate.ledger.store import LedgerStore, StoreUnavailableError
 from tiergate.providers.base import Usage
 from tiergate.spec import Fleet, Tier
 from tiergate.spec.governance import Governance
+from tiergate.telemetry.governance_metrics import GovernanceMetrics
 from tiergate.telemetry.tracing import TracingSettings
 
 log = logging.getLogger(__name__)
@@ -85,8 +86,10 @@ class GovernanceGate:
         book: BudgetBook,
         limiter: RateLimiter,
         *,
+        metrics: GovernanceMetrics,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self.metrics = metrics
         self._fleet = fleet
         self._settings = settings
         self.store = store
@@ -108,6 +111,12 @@ class GovernanceGate:
                 "created (tiergate keys create); set governance.keys: required to refuse that"
             )
 
+    def show_ledger(self) -> None:
+        """Put the store's state in the metrics."""
+        stats = getattr(self.store, "stats", None)
+        queued, dropped = (stats.queued, stats.dropped) if stats is not None else (0, 0)
+        self.metrics.ledger(available=self.store.available, queued=queued, dropped=dropped)
+
     async def close(self) -> None:
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
@@ -128,6 +137,7 @@ class GovernanceGate:
         if key is None:
             if mode == "auto" and not await self.keys.any_keys():
                 return ANONYMOUS
+            self.metrics.refusals.labels("missing_api_key", "").inc()
             raise OpenAIError(
                 401,
                 "You didn't provide an API key. Send it as 'Authorization: Bearer sk-tg-…'.",
@@ -138,6 +148,7 @@ class GovernanceGate:
         if record is None:
             if mode == "auto" and not await self.keys.any_keys():
                 return ANONYMOUS
+            self.metrics.refusals.labels("invalid_api_key", "").inc()
             raise OpenAIError(
                 401,
                 "Incorrect API key provided: the key is unknown or revoked.",
@@ -159,6 +170,7 @@ class GovernanceGate:
         """
         key = identity.key
         if key is not None and key.models and request.model not in key.models:
+            self.metrics.refusals.labels("model_not_allowed", f"key:{key.key_id}").inc()
             raise OpenAIError(
                 403,
                 f"This key may not use model '{request.model}' (allowed: {', '.join(key.models)}).",
@@ -193,11 +205,20 @@ class GovernanceGate:
                     admission.warnings.append(f"{decision.budget.scope}: cheapest tiers only")
                     decision = retry
             if isinstance(decision, Refusal):
+                scope = str(decision.budget.scope)
+                self.metrics.refusals.labels("budget_exceeded", scope).inc()
+                self.metrics.budget_used.labels(scope).set(
+                    (decision.spent_usd + decision.reserved_usd) / decision.limit_usd
+                )
                 raise _budget_exceeded(decision, now)
         admission.reservation = decision
         admission.budgets = budgets
         for status in decision.statuses:
+            scope = str(status.budget.scope)
+            used = (status.spent_usd + status.reserved_usd) / status.budget.limit_usd
+            self.metrics.budget_used.labels(scope).set(used)
             if status.soft_exceeded:
+                self.metrics.soft_exceeded.labels(scope).inc()
                 used = status.spent_usd + status.reserved_usd
                 budget = status.budget
                 admission.warnings.append(
@@ -212,6 +233,8 @@ class GovernanceGate:
         )
         if verdict is None or verdict.allowed:
             return
+        scope = (verdict.limit or "").split("/")[0]
+        self.metrics.refusals.labels("rate_limit_exceeded", scope).inc()
         if not math.isfinite(verdict.retry_after_s):
             raise OpenAIError(
                 429,
@@ -243,6 +266,7 @@ class GovernanceGate:
                     code="limits_unavailable",
                 ) from exc
             log.warning("limits unavailable, admitting unchecked (onStoreDown: open): %s", exc)
+            self.metrics.unchecked.inc()
             return None
 
     def _limits(self, identity: Identity) -> list[Limit]:
@@ -397,7 +421,7 @@ def record_of(
     )
 
 
-def create_gate(fleet: Fleet) -> GovernanceGate | None:
+def create_gate(fleet: Fleet, metrics: GovernanceMetrics) -> GovernanceGate | None:
     """The gate of ``fleet``'s ``governance`` section (None without one)."""
     settings = fleet.governance
     if settings is None:
@@ -417,7 +441,7 @@ def create_gate(fleet: Fleet) -> GovernanceGate | None:
 
         book = RedisBudgetBook.from_url(settings.redis, store.spend)
         limiter = RedisRateLimiter.from_url(settings.redis)
-    return GovernanceGate(fleet, settings, store, book, limiter)
+    return GovernanceGate(fleet, settings, store, book, limiter, metrics=metrics)
 
 
 def tracing_settings(fleet: Fleet) -> TracingSettings | None:

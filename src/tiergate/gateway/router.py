@@ -54,7 +54,7 @@ class Router:
         self._probe_session: aiohttp.ClientSession | None = None
         self._health: HealthChecker | None = None
         self._saturation: SaturationMonitor | None = None
-        self.governance = create_gate(fleet)
+        self.governance = create_gate(fleet, metrics.governance)
         self.tracing = create_tracing(tracing_settings(fleet))
         self.stage_header = (
             fleet.governance.stage_header if fleet.governance else "x-tiergate-stage"

@@ -343,7 +343,10 @@ async def ready(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     """``GET /metrics``: Prometheus text exposition."""
-    body = request.app[STATE].metrics.exposition()
+    state = request.app[STATE]
+    if state.router.governance is not None:
+        state.router.governance.show_ledger()
+    body = state.metrics.exposition()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from tiergate.providers.base import Usage
+from tiergate.telemetry.governance_metrics import GovernanceMetrics
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -113,6 +114,8 @@ class GatewayMetrics:
             ["direction", "model", "tier"],
             registry=r,
         )
+
+        self.governance = GovernanceMetrics(r)
 
         # Label children cached by label values: labels() takes a lock and builds keys on every
         # call, which shows in the request path's profile. The label sets are bounded.
