@@ -98,6 +98,11 @@ class GovernanceGate:
         self._clock = clock
         self.keys = KeyRing(store, settings.key_cache_ms / 1000)
         self._budget_rules = settings.budgets
+        self._tiers = {tier.name: tier for tier in fleet.tiers}
+        # Budgets per (key, team, project), built once: admission asks on every request.
+        self._budget_sets: dict[
+            tuple[KeyRecord | None, str | None, str | None], tuple[Budget, ...]
+        ] = {}
         self.master_key = settings.master_key
         self._pending: set[asyncio.Task[None]] = set()
 
@@ -280,7 +285,7 @@ class GovernanceGate:
         return limits
 
     def _fleet_tier(self, name: str) -> Tier:
-        return next(t for t in self._fleet.tiers if t.name == name)
+        return self._tiers[name]
 
     def output_limit(self, request: ClientRequest) -> int:
         """The most output tokens the request can produce: what it asks, else the default
@@ -301,6 +306,15 @@ class GovernanceGate:
         return min(amount, cap) if cap is not None else amount
 
     def _budgets(self, identity: Identity) -> tuple[Budget, ...]:
+        cache_key = (identity.key, identity.team, identity.project)
+        cached: tuple[Budget, ...] | None = self._budget_sets.get(cache_key)
+        if cached is None:
+            if len(self._budget_sets) > 10_000:
+                self._budget_sets.clear()  # keys come and go; never grow without bound
+            cached = self._budget_sets[cache_key] = self._make_budgets(identity)
+        return cached
+
+    def _make_budgets(self, identity: Identity) -> tuple[Budget, ...]:
         budgets = []
         key = identity.key
         if key is not None and key.budget_usd:

@@ -32,6 +32,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -91,6 +92,22 @@ class Bucket:
     end: float
 
 
+@functools.lru_cache(maxsize=4096)
+def _month_bucket(day: int) -> Bucket:
+    """The calendar month of UTC day number ``day`` (computed once per day: every request
+    asks)."""
+    d = _utc(day * DAY_S)
+    start = datetime(d.year, d.month, 1, tzinfo=UTC)
+    end = datetime(d.year + d.month // 12, d.month % 12 + 1, 1, tzinfo=UTC)
+    return Bucket(f"{d.year:04d}-{d.month:02d}", start.timestamp(), end.timestamp())
+
+
+@functools.lru_cache(maxsize=4096)
+def _day_bucket(day: int) -> Bucket:
+    start_s = day * DAY_S
+    return Bucket(_utc(start_s).date().isoformat(), start_s, start_s + DAY_S)
+
+
 @dataclass(frozen=True, slots=True)
 class Window:
     """``days == 0``: the UTC calendar month; ``days == N > 0``: the last N UTC days."""
@@ -121,13 +138,8 @@ class Window:
 
     def bucket(self, at: float) -> Bucket:
         """The bucket that spend at ``at`` lands in."""
-        if self.days == 0:
-            d = _utc(at)
-            start = datetime(d.year, d.month, 1, tzinfo=UTC)
-            end = datetime(d.year + d.month // 12, d.month % 12 + 1, 1, tzinfo=UTC)
-            return Bucket(f"{d.year:04d}-{d.month:02d}", start.timestamp(), end.timestamp())
-        start_s = at - at % DAY_S
-        return Bucket(_utc(start_s).date().isoformat(), start_s, start_s + DAY_S)
+        day = int(at // DAY_S)
+        return _month_bucket(day) if self.days == 0 else _day_bucket(day)
 
     def buckets(self, now: float) -> tuple[Bucket, ...]:
         """The buckets whose spend counts at ``now``, oldest first; the last contains ``now``."""
