@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -354,3 +355,48 @@ async def test_limits_store_down_fails_open_or_closed(
         assert body["error"]["code"] == "limits_unavailable"
     else:
         assert metric(await gw.metrics(), "tiergate_governance_unchecked_total") == 2
+
+
+async def test_admin_report_adds_up_the_ledger(
+    gateway: StartGateway, upstreams: StartUpstreams, tmp_path: Path
+) -> None:
+    a, b = await upstreams("a", "b")
+    store = tmp_path / "ledger.db"
+    tiers = [tier("a", a, pricing=PRICE), tier("b", b, pricing={"gpuHourUsd": 2.0, "gpus": 4})]
+    gw = await gateway(governed(tiers, store))
+    ml, _ = await create_key(gw, team="ml")
+    ops, _ = await create_key(gw, team="ops")
+    for key, model, count in ((ml, "a", 3), (ops, "a", 1), (ops, "b", 2)):
+        for _ in range(count):
+            status, _, _ = await gw.post(
+                CHAT,
+                {"model": model, "messages": HELLO},
+                headers={"Authorization": f"Bearer {key}"},
+            )
+            assert status == 200
+    records = await ledger(store, 6)
+    month = time.strftime("%Y-%m", time.gmtime(records[0].at))
+    status, report = await admin(gw, "GET", f"/admin/report?month={month}&by=team")
+    assert status == 200
+    rows = {row["team"]: row for row in report["rows"]}
+    assert (rows["ml"]["requests"], rows["ops"]["requests"]) == (3, 3)
+    assert rows["ml"]["costUsd"] == pytest.approx(3 * (PROMPT_TOKENS + 5) / 1000)
+    assert rows["ops"]["costUsd"] == pytest.approx(1 * (PROMPT_TOKENS + 5) / 1000)  # b: GPU-hours
+    assert rows["ops"]["tierShare"] == {
+        "a": pytest.approx(1 / 3, abs=1e-4),
+        "b": pytest.approx(2 / 3, abs=1e-4),
+    }
+    (gpu,) = report["gpuTiers"]
+    assert (gpu["tier"], gpu["tokens"]) == ("b", 2 * (PROMPT_TOKENS + 5))
+    assert gpu["usdPer1kTokens"] == pytest.approx(
+        2.0 * 4 * gpu["hours"] / gpu["tokens"] * 1000, rel=1e-4
+    )
+    headers = {"Authorization": f"Bearer {MASTER}"}
+    async with gw.http.get(
+        f"{gw.url}/admin/report?month={month}&by=tier&format=csv", headers=headers
+    ) as r:
+        assert r.status == 200
+        assert r.content_type == "text/csv"
+        assert (await r.text()).splitlines()[0].startswith("tier,")
+    status, bad = await admin(gw, "GET", "/admin/report?month=2026-13")
+    assert (status, bad["error"]["param"]) == (400, "month")

@@ -18,12 +18,21 @@ from tiergate.gateway.openai_errors import OpenAIError
 from tiergate.gateway.state import STATE
 from tiergate.ledger.keys import key_view, new_key, presented_key
 from tiergate.ledger.records import KeyRecord
+from tiergate.ledger.report import (
+    GpuCost,
+    GroupBy,
+    build_report,
+    parse_month,
+    report_csv,
+    report_json,
+)
 
 
 def add_admin_routes(app: web.Application) -> None:
     app.router.add_get("/admin/keys", _list_keys)
     app.router.add_post("/admin/keys", _create_key)
     app.router.add_delete("/admin/keys/{key_id}", _revoke_key)
+    app.router.add_get("/admin/report", _report)
 
 
 def _gate(request: web.Request) -> GovernanceGate:
@@ -97,6 +106,33 @@ _FIELDS: dict[str, type | tuple[type, ...]] = {
     "rpm": int,
     "tpm": int,
 }
+
+
+async def _report(request: web.Request) -> web.Response:
+    """``GET /admin/report?month=2026-11&by=team&format=json|csv``: ``tiergate report``'s."""
+    try:
+        gate = _gate(request)
+        query = request.query
+        month = query.get("month") or time.strftime("%Y-%m", time.gmtime())
+        try:
+            period = parse_month(month)
+            by = GroupBy(query.get("by", "team"))
+        except ValueError as exc:
+            raise OpenAIError(
+                400, str(exc), param="month" if "month" in str(exc) else "by"
+            ) from exc
+        output = query.get("format", "json")
+        if output not in ("json", "csv"):
+            raise OpenAIError(400, "'format' is json or csv.", param="format")
+    except OpenAIError as exc:
+        return _error(exc)
+    records = await gate.store.requests(period.start, period.end)
+    fleet = request.app[STATE].router.fleet
+    gpu = {t.name: GpuCost(*t.gpu_pool) for t in fleet.tiers if t.gpu_pool is not None}
+    report = build_report(records, period, by, gpu)
+    if output == "csv":
+        return web.Response(text=report_csv(report), content_type="text/csv")
+    return _json(report_json(report))
 
 
 def _key_template(raw: bytes) -> KeyRecord:
