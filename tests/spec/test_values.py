@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from tiergate.spec import Threshold, parse_fleet, parse_threshold
+from tiergate.spec import Threshold, load_fleet, parse_fleet, parse_threshold
 
 ONE_TIER = """\
 models:
@@ -172,3 +174,19 @@ def test_versioned_bedrock_model_ids_and_arns_get_no_warning() -> None:
             f"models:\n  - {{name: c, provider: bedrock, model: '{model}', costPer1kTokens: 1}}\n"
         )
         assert parse_fleet(text, "f.yaml", env={}).warnings == ()
+
+
+def test_the_governed_example_fleet_resolves(examples: Path) -> None:
+    fleet = load_fleet(examples / "governed-fleet.yaml", env={"TIERGATE_MASTER_KEY": "k" * 20})
+    onprem, bedrock = fleet.cascade
+    assert onprem.gpu_pool == (2.5, 8)
+    assert bedrock.price.input == pytest.approx(3.0e-6)
+    assert bedrock.price.output == pytest.approx(15.0e-6)
+    assert bedrock.price.cached_input == pytest.approx(0.3e-6)
+    governance = fleet.governance
+    assert governance is not None
+    assert [b.team or b.project for b in governance.budgets] == ["search", "agents"]
+    assert governance.budgets[1].days == 7
+    assert governance.rate_limits[0].rpm == 600
+    assert fleet.tracing is not None
+    assert fleet.tracing.otlp_endpoint == "http://otel-collector:4318/v1/traces"
