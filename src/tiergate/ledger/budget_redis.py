@@ -33,7 +33,6 @@ a hash tag (``"{tiergate:budget}:"``) to keep them in one slot.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Self
@@ -55,6 +54,7 @@ from tiergate.ledger.budget import (
     seed_counters,
     to_usd,
 )
+from tiergate.ledger.redis_script import RedisScript
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -184,27 +184,14 @@ _SEED_ROUNDS = 3
 _SEEDED_MEMORY = 100_000
 
 
-class _Script:
-    """A Lua script run by its SHA1 (EVALSHA), sent in full (EVAL) when Redis lacks it."""
+class _Script(RedisScript):
+    """A budget script: its replies are integers."""
 
     def __init__(self, source: str) -> None:
-        from redis import exceptions  # noqa: PLC0415 - the redis extra is optional
+        super().__init__(source, BudgetStoreUnavailableError, "budget store")
 
-        self.source = source
-        self.sha = hashlib.sha1(source.encode()).hexdigest()
-        self._no_script = exceptions.NoScriptError
-        self._redis_error = exceptions.RedisError
-
-    async def __call__(
-        self, client: Redis, keys: Sequence[str], args: Sequence[str | int]
-    ) -> list[int]:
-        try:
-            try:
-                reply: Any = await client.evalsha(self.sha, len(keys), *keys, *args)
-            except self._no_script:  # a new or restarted Redis; EVAL also caches the script
-                reply = await client.eval(self.source, len(keys), *keys, *args)
-        except self._redis_error as exc:  # every failure of Redis to answer, translated here
-            raise BudgetStoreUnavailableError(f"budget store: redis: {exc}") from exc
+    async def __call__(self, client: Redis, keys: Sequence[str], args: Sequence[Any]) -> list[int]:
+        reply = await super().__call__(client, keys, args)
         return [int(v) for v in reply] if isinstance(reply, list) else [int(reply)]
 
 

@@ -25,13 +25,13 @@ faster than the fastest clock: a bucket's timestamp never moves backwards, and a
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, Self
+from typing import TYPE_CHECKING, Protocol, Self
 
 from tiergate.errors import LimiterUnavailableError
+from tiergate.ledger.redis_script import RedisScript
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -244,27 +244,6 @@ return 1
 """
 
 
-class _Script:
-    """A Lua script run by its SHA1 (EVALSHA), sent in full (EVAL) when Redis lacks it."""
-
-    def __init__(self, source: str) -> None:
-        from redis import exceptions  # noqa: PLC0415 - the redis extra is optional
-
-        self.source = source
-        self.sha = hashlib.sha1(source.encode()).hexdigest()
-        self._no_script = exceptions.NoScriptError
-        self._redis_error = exceptions.RedisError
-
-    async def __call__(self, client: Redis, keys: Sequence[str], args: Sequence[str]) -> Any:
-        try:
-            try:
-                return await client.evalsha(self.sha, len(keys), *keys, *args)
-            except self._no_script:  # a new or restarted Redis; EVAL also caches the script
-                return await client.eval(self.source, len(keys), *keys, *args)
-        except self._redis_error as exc:  # every failure of Redis to answer, translated here
-            raise LimiterUnavailableError(f"rate limiter: redis: {exc}") from exc
-
-
 def _number(value: float) -> str:
     return repr(float(value))
 
@@ -281,8 +260,8 @@ class RedisRateLimiter:
         self._client = client
         self._owns_client = False
         self._prefix = prefix
-        self._admit = _Script(_ADMIT)
-        self._adjust = _Script(_ADJUST)
+        self._admit = RedisScript(_ADMIT, LimiterUnavailableError, "rate limiter")
+        self._adjust = RedisScript(_ADJUST, LimiterUnavailableError, "rate limiter")
 
     @classmethod
     def from_url(cls, url: str, *, timeout_s: float = 0.5, prefix: str = "tiergate:rl:") -> Self:
