@@ -26,13 +26,19 @@ if TYPE_CHECKING:
 def command(fleets: tuple[str, ...], output_format: str) -> None:
     """Validate FLEET spec files and print the resolved cascade.
 
-    Exits 0 when every file is valid and 2 otherwise, after reporting every error of every file.
+    A file holding a KEDA ScaledObject is linted instead: the Prometheus-trigger traps that
+    make vLLM scaling silently wrong. Exits 0 when every file is valid and 2 otherwise, after
+    reporting every error of every file.
     """
     from tiergate.errors import SpecError
     from tiergate.spec import load_fleet
 
     results: list[Fleet | SpecError] = []
     for path in fleets:
+        linted = _scaled_object(path)
+        if linted is not None:
+            results.append(linted)
+            continue
         try:
             results.append(load_fleet(path))
         except SpecError as exc:
@@ -41,18 +47,52 @@ def command(fleets: tuple[str, ...], output_format: str) -> None:
         _print_json(fleets, results)
     else:
         _print_tables(fleets, results)
-    if any(isinstance(result, SpecError) for result in results):
+    if any(isinstance(result, SpecError) and result.issues for result in results):
         raise SystemExit(2)
+
+
+def _scaled_object(path: str) -> SpecError | None:
+    """The lint of a KEDA ScaledObject file (its errors and warnings), or None for a fleet."""
+    import os
+    from pathlib import Path
+
+    from tiergate.deploy.keda_lint import (
+        ScaledObjectLintError,
+        is_scaled_object,
+        lint_scaled_object,
+    )
+    from tiergate.errors import SpecError
+    from tiergate.spec.yamldoc import parse_yaml
+
+    try:
+        doc = parse_yaml(Path(path).read_text(encoding="utf-8"), path, os.environ)
+    except (OSError, UnicodeDecodeError, SpecError):
+        return None  # the fleet loader reports it, with its own wording
+    if not is_scaled_object(doc.data):
+        return None
+    result = lint_scaled_object(doc)
+    return ScaledObjectLintError(result.errors, result.warnings)
 
 
 def _print_json(fleets: tuple[str, ...], results: list[Fleet | SpecError]) -> None:
     import json
 
+    from tiergate.deploy.keda_lint import ScaledObjectLintError
     from tiergate.errors import SpecError
 
     documents: list[dict[str, Any]] = []
     for path, result in zip(fleets, results, strict=True):
-        if isinstance(result, SpecError):
+        if isinstance(result, ScaledObjectLintError):
+            documents.append(
+                {
+                    "file": path,
+                    "kind": "ScaledObject",
+                    "valid": not result.issues,
+                    "errors": [_issue_json(issue) for issue in result.issues],
+                    "warnings": [_issue_json(issue) for issue in result.warnings],
+                }
+            )
+        elif isinstance(result, SpecError):
             errors = [_issue_json(issue) for issue in result.issues]
             documents.append({"file": path, "valid": False, "errors": errors})
         else:
@@ -115,12 +155,15 @@ def _issue_json(issue: SpecIssue) -> dict[str, Any]:
 def _print_tables(fleets: tuple[str, ...], results: list[Fleet | SpecError]) -> None:
     from rich.console import Console
 
+    from tiergate.deploy.keda_lint import ScaledObjectLintError
     from tiergate.errors import SpecError
 
     out = Console(highlight=False)
     err = Console(stderr=True, highlight=False)
     for path, result in zip(fleets, results, strict=True):
-        if isinstance(result, SpecError):
+        if isinstance(result, ScaledObjectLintError) and not result.issues:
+            out.print(f"[bold green]{_escape(path)}: valid KEDA ScaledObject[/]", soft_wrap=True)
+        if isinstance(result, SpecError) and result.issues:
             count = len(result.issues)
             plural = "s" if count != 1 else ""
             err.print(
@@ -128,7 +171,10 @@ def _print_tables(fleets: tuple[str, ...], results: list[Fleet | SpecError]) -> 
             )
             for issue in result.issues:
                 err.print(f"  [red]error[/] {_escape(str(issue))}", soft_wrap=True)
-        else:
+        if isinstance(result, ScaledObjectLintError):
+            for issue in result.warnings:
+                err.print(f"  [yellow]warning[/] {_escape(str(issue))}", soft_wrap=True)
+        elif not isinstance(result, SpecError):
             _print_fleet(out, path, result)
 
 

@@ -116,6 +116,9 @@ _NESTED_KEYS = {
     "routing": ("defaultModel", "strategy", "cascadeOrder", "fallbackConditions"),
     "models": ("- name", "provider", "baseUrl"),
     "healthCheck": ("endpoint", "intervalMs"),
+    # Kubernetes objects (a KEDA ScaledObject, as in the seed).
+    "metadata": ("name:",),
+    "spec": ("scaleTargetRef", "minReplicaCount", "triggers"),
 }
 
 

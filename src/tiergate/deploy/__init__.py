@@ -1,0 +1,1 @@
+"""Kubernetes objects around the fleet: rendering and linting (KEDA, Karpenter, Deployments)."""
