@@ -42,7 +42,7 @@ CASES: dict[str, tuple[str, list[str]]] = {
         VALID.replace("routing:", "routng:"),
         [
             "fleet.yaml:1:1: routng: unknown key 'routng' (did you mean 'routing'?); "
-            "valid keys: routing, models, gateway, governance, tracing"
+            "valid keys: routing, models, gateway, governance, tracing, scaling"
         ],
     ),
     "unknown model key": (
@@ -272,6 +272,37 @@ CASES: dict[str, tuple[str, list[str]]] = {
             "fleet.yaml:21:7: models[1].spillover: spillover reads a self-hosted engine's vLLM "
             "metrics; Bedrock publishes none (its throttling answers 429: list 429 in "
             "fallbackConditions.statusCode instead)",
+        ],
+    ),
+    "scaling traps": (
+        VALID
+        + """scaling:
+  - deployment: vllm-qwen
+    tier: self-hosted-qwn3
+    maxReplicas: 8
+    targets: {kvCacheUsage: 80}
+    signals: {prometheus: {url: "http://prometheus:9090"}}
+""",
+        [
+            "fleet.yaml:22:11: scaling[0].tier: 'self-hosted-qwn3' names no model (did you mean "
+            "'self-hosted-qwen3'?); models: self-hosted-qwen3, bedrock-claude",
+            "fleet.yaml:24:29: scaling[0].targets.kvCacheUsage: vllm:kv_cache_usage_perc is a "
+            "0-1 fraction (1 = 100%): 80 is never reached; for 80% write 0.8",
+        ],
+    ),
+    "scale-down sooner than a cold start": (
+        VALID
+        + """scaling:
+  - deployment: vllm-qwen
+    maxReplicas: 8
+    coldStartS: 300
+    targets: {kvCacheUsage: 0.8}
+    windows: {scaleDownStabilizationS: 60}
+    signals: {scrape: {urls: ["http://10.0.0.5:8000/metrics"]}}
+""",
+        [
+            "fleet.yaml:21:5: scaling[0]: windows.scaleDownStabilizationS 60 is shorter than "
+            "coldStartS 300: a replica given back could not come back in time",
         ],
     ),
 }

@@ -38,7 +38,19 @@ def check_references(doc: Document) -> CheckResult:
         if isinstance(entry, dict):
             _check_provider_fields(doc, index, entry, result)
     _check_reachability(doc, models, cascade, result)
+    _check_scaling_tiers(doc, data.get("scaling"), names, result)
     return result
+
+
+def _check_scaling_tiers(
+    doc: Document, scaling: object, names: list[str], result: CheckResult
+) -> None:
+    if not isinstance(scaling, list):
+        return
+    for index, entry in enumerate(scaling):
+        tier = entry.get("tier") if isinstance(entry, dict) else None
+        if isinstance(tier, str) and tier not in names:
+            result.errors.append(doc.issue(("scaling", index, "tier"), _unknown_model(tier, names)))
 
 
 def _model_names(doc: Document, models: list[object], result: CheckResult) -> list[str]:

@@ -14,6 +14,7 @@ from tiergate.ledger.pricing import FREE, Price
 from tiergate.spec.comparator import Threshold
 from tiergate.spec.governance import Governance, Pricing, Tracing
 from tiergate.spec.models import FleetSpec, ModelEntry
+from tiergate.spec.scaling import ScalingEntry
 
 # Used when a fleet gives no fallbackConditions: the statuses that mean "this tier cannot serve
 # now" rather than "this request is wrong". Connection errors and timeouts always fall back.
@@ -109,6 +110,7 @@ class Fleet:
     warnings: tuple[SpecIssue, ...] = ()
     governance: Governance | None = None
     tracing: Tracing | None = None
+    scaling: tuple[ScalingEntry, ...] = ()
 
     @property
     def tiers(self) -> tuple[Tier, ...]:
@@ -153,6 +155,7 @@ def resolve(spec: FleetSpec, source: str, warnings: tuple[SpecIssue, ...] = ()) 
         warnings=warnings,
         governance=spec.governance,
         tracing=spec.tracing,
+        scaling=tuple(spec.scaling),
     )
 
 

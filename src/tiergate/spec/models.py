@@ -25,6 +25,7 @@ from pydantic import (
 from tiergate.spec.base import SpecModel, check_http_url
 from tiergate.spec.comparator import Threshold, parse_threshold
 from tiergate.spec.governance import Governance, Pricing, Tracing
+from tiergate.spec.scaling import ScalingEntry
 
 PROVIDERS = ("openai-compatible", "bedrock")
 STRATEGIES = ("cascade",)
@@ -184,6 +185,18 @@ class FleetSpec(SpecModel):
     gateway: Gateway = Field(default_factory=Gateway)
     governance: Governance | None = None
     tracing: Tracing | None = None
+    scaling: list[ScalingEntry] = Field(default_factory=list)
+
+    @field_validator("scaling")
+    @classmethod
+    def _unique_deployments(cls, value: list[ScalingEntry]) -> list[ScalingEntry]:
+        seen: set[tuple[str, str]] = set()
+        for entry in value:
+            key = (entry.deployment, entry.role)
+            if key in seen:
+                raise ValueError(f"deployment {entry.deployment} ({entry.role}) is listed twice")
+            seen.add(key)
+        return value
 
     @field_validator("routing", mode="before")
     @classmethod
