@@ -1,0 +1,1 @@
+"""LLM-aware autoscaling: signals in, desired replicas out (KEDA and the HPA actuate)."""
