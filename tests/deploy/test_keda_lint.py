@@ -127,3 +127,24 @@ def test_bounds_and_missing_parts() -> None:
     bare = "apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nspec:\n  scaleTargetRef: {name: d}\n"
     errors, _ = lint(bare)
     assert errors == ["so.yaml:4:3: spec: missing 'triggers': nothing would scale it"]
+
+
+def test_a_trigger_on_tiergates_scaler_needs_average_value() -> None:
+    text = """\
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+spec:
+  scaleTargetRef: {name: vllm-qwen}
+  triggers:
+    - type: external
+      metricType: Value
+      metadata: {deployment: vllm-qwen}
+"""
+    errors, warnings = lint(text)
+    assert [e.split(": ", 2)[1] for e in errors] == [
+        "spec.triggers[0].metadata",
+        "spec.triggers[0].metricType",
+    ]
+    assert "scalerAddress" in errors[0]
+    assert "use AverageValue" in errors[1]
+    assert warnings == []

@@ -68,9 +68,41 @@ def lint_scaled_object(doc: Document) -> LintResult:
         result.errors.append(doc.issue(("spec",), "missing 'triggers': nothing would scale it"))
         return result
     for index, trigger in enumerate(triggers):
-        if isinstance(trigger, dict) and trigger.get("type") == "prometheus":
+        if not isinstance(trigger, dict):
+            continue
+        if trigger.get("type") == "prometheus":
             _prometheus(doc, ("spec", "triggers", index), trigger, result)
+        elif trigger.get("type") in ("external", "external-push"):
+            _external(doc, ("spec", "triggers", index), trigger, result)
     return result
+
+
+def _external(
+    doc: Document, path: tuple[str | int, ...], trigger: dict[str, object], result: LintResult
+) -> None:
+    """tiergate's external scaler returns the desired replica count with a target of 1: only
+    ``AverageValue`` turns that into exactly that many replicas."""
+    metadata = trigger.get("metadata")
+    meta = metadata if isinstance(metadata, dict) else {}
+    if "scalerAddress" not in meta:
+        result.errors.append(
+            doc.issue((*path, "metadata"), "missing 'scalerAddress' (host:port of the scaler)")
+        )
+    if "deployment" not in meta:
+        result.warnings.append(
+            doc.issue(
+                (*path, "metadata"),
+                "no 'deployment': tiergate's scaler needs it to know which deployment this is",
+            )
+        )
+    if trigger.get("metricType", "AverageValue") != "AverageValue":
+        result.errors.append(
+            doc.issue(
+                (*path, "metricType"),
+                "tiergate's scaler returns the desired replica count with a target of 1: with "
+                "metricType Value the HPA would ask for replicas x desired; use AverageValue",
+            )
+        )
 
 
 def _bounds(doc: Document, spec: dict[str, object], result: LintResult) -> None:
