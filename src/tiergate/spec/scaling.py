@@ -18,7 +18,9 @@ class ScalingTargets(SpecModel):
     running_per_replica: float | None = Field(default=None, gt=0)
     ttft_p95_s: float | None = Field(default=None, gt=0)
     itl_p95_s: float | None = Field(default=None, gt=0)
+    requests_per_replica_s: float | None = Field(default=None, gt=0)
     prompt_tokens_per_replica_s: float | None = Field(default=None, gt=0)
+    generation_tokens_per_replica_s: float | None = Field(default=None, gt=0)
 
     @field_validator("kv_cache_usage")
     @classmethod
@@ -29,6 +31,30 @@ class ScalingTargets(SpecModel):
                 f"reached; for {value:g}% write {value / 100:g}"
             )
         return value
+
+
+# What each role scales on: prefill is compute-bound (queue, prompt tokens, TTFT), decode is
+# memory-bound (sequences in flight, KV cache, generated tokens, inter-token latency).
+ROLE_TARGETS = {
+    "prefill": frozenset(
+        {
+            "waiting_per_replica",
+            "requests_per_replica_s",
+            "prompt_tokens_per_replica_s",
+            "ttft_p95_s",
+        }
+    ),
+    "decode": frozenset(
+        {
+            "running_per_replica",
+            "kv_cache_usage",
+            "requests_per_replica_s",
+            "generation_tokens_per_replica_s",
+            "itl_p95_s",
+        }
+    ),
+    "unified": frozenset(ScalingTargets.model_fields),
+}
 
 
 class ScalingWindows(SpecModel):
@@ -88,18 +114,15 @@ class ScalingEntry(SpecModel):
     def _consistent(self) -> ScalingEntry:
         if self.min_replicas > self.max_replicas:
             raise ValueError(f"minReplicas {self.min_replicas} > maxReplicas {self.max_replicas}")
-        targets = self.targets
-        needed = {
-            "prefill": (
-                targets.ttft_p95_s,
-                targets.waiting_per_replica,
-                targets.prompt_tokens_per_replica_s,
-            ),
-            "decode": (targets.running_per_replica, targets.kv_cache_usage, targets.itl_p95_s),
-            "unified": tuple(targets.model_dump().values()),
-        }[self.role]
-        if all(value is None for value in needed):
-            raise ValueError(f"a {self.role} deployment needs at least one target of its role")
+        given = {name for name, value in self.targets.model_dump().items() if value is not None}
+        if not given:
+            raise ValueError("targets: set at least one")
+        foreign = sorted(given - ROLE_TARGETS[self.role])
+        if foreign:
+            raise ValueError(
+                f"a {self.role} deployment does not scale on {', '.join(foreign)} (its signals: "
+                f"{', '.join(sorted(ROLE_TARGETS[self.role]))})"
+            )
         down = self.windows.scale_down_stabilization_s
         if self.mode == "tiergate" and down is not None and down < self.cold_start_s:
             raise ValueError(
