@@ -19,6 +19,7 @@ COMMANDS = {
     "emulate": "tiergate.cli.emulate",
     "keys": "tiergate.cli.keys",
     "report": "tiergate.cli.report",
+    "scale": "tiergate.cli.scale",
     "serve": "tiergate.cli.serve",
 }
 
