@@ -148,3 +148,9 @@ spec:
     assert "scalerAddress" in errors[0]
     assert "use AverageValue" in errors[1]
     assert warnings == []
+
+
+def test_the_documented_scaled_object_for_tiergates_scaler_is_valid(examples: Path) -> None:
+    result = CliRunner().invoke(cli, ["check", str(examples / "keda-tiergate-scaler.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "valid KEDA ScaledObject" in result.stdout
