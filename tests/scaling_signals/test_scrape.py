@@ -304,3 +304,24 @@ vllm:time_per_output_token_seconds_bucket{le="+Inf",model_name="m"} 4
         "histograms": {"itl_p95_s": {0.1: 3.0, INF: 4.0}},
         "started": None,
     }
+
+
+async def test_a_replica_joining_within_the_window_does_not_count_moved_traffic_twice(
+    engines: list[MetricsServer], http: aiohttp.ClientSession
+) -> None:
+    r0, r1, _ = engines
+    signals = ScrapeSignals([r0.url], http, window_s=60.0)
+    # r0 alone serves 10 req/s for 20 s, then r1 joins and takes half: still 10 req/s in all.
+    serve(r0, success={"stop": 0})
+    await read(signals, now=0.0, ready=1)
+    serve(r0, success={"stop": 200})
+    await read(signals, now=20.0, ready=1)
+    signals.set_urls([r0.url, r1.url])
+    serve(r1, success={"stop": 0})
+    await read(signals, now=20.0, ready=2)
+    serve(r0, success={"stop": 250})
+    serve(r1, success={"stop": 50})
+    snapshot = await read(signals, now=30.0, ready=2)
+    # 300 requests over the 30 s the window covers; averaging r1 over its own 10 s alone
+    # would have said 250/30 + 50/10 = 13.3/s.
+    assert snapshot.request_rate == pytest.approx(10.0)

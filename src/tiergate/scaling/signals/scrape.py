@@ -207,6 +207,7 @@ class ScrapeSignals:
         replicas: list[ReplicaSignals] = []
         rates: dict[str, float] = {}
         bucket_rates: dict[str, dict[float, float]] = {}
+        increases: list[tuple[float, dict[str, float], dict[str, dict[float, float]]]] = []
         for url, page in zip(urls, pages, strict=True):
             if isinstance(page, str):
                 self._history.pop(url, None)
@@ -222,8 +223,12 @@ class ScrapeSignals:
             if len(history) < 2:
                 notes.append(f"{url}: first scrape, its rates count from the next read")
                 continue
-            span = history[-1].at - history[0].at
-            counters, histograms = _increase(history)
+            increases.append((history[-1].at - history[0].at, *_increase(history)))
+        # One divisor for all: the window the longest history covers. A replica that joined
+        # within it served nothing before (dividing by its own shorter span would count the
+        # traffic that moved to it twice, once more in the older replicas' averages).
+        span = max((increase[0] for increase in increases), default=0.0)
+        for _, counters, histograms in increases:
             for signal, counter in _COUNTERS.items():
                 if counter in counters:
                     rates[signal] = rates.get(signal, 0.0) + counters[counter] / span
