@@ -15,9 +15,9 @@ from tiergate.gateway.saturation import (
     EngineSample,
     SaturationMonitor,
     is_saturated,
-    parse_vllm_load,
 )
 from tiergate.spec.fleet import SpilloverLimits
+from tiergate.telemetry.vllm_page import parse_vllm_load
 
 # Trimmed from a vLLM V1 server hosting two engines; the gauges sit between histograms and
 # counters whose names share the "vllm:" prefix.

@@ -28,7 +28,7 @@ from tiergate.demo.view import (
     tier_state,
     trace_clock,
 )
-from tiergate.gateway.saturation import parse_vllm_load
+from tiergate.telemetry.vllm_page import parse_vllm_load
 
 # Rates and p95 are computed over this many wall seconds of scrapes: long enough to hold
 # a few requests per tier, short enough to show the fault within a second or two.

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from tiergate.gateway.saturation import parse_vllm_load
 from tiergate.scaling.signals.histogram import histogram_quantile
 from tiergate.scaling.snapshot import ReplicaSignals, Role, Snapshot
+from tiergate.telemetry.vllm_page import parse_vllm_load
 
 _RUNNING = "vllm:num_requests_running"
 # Snapshot field -> counter, by its declared name (exposed with _total, started at _created).
