@@ -61,6 +61,15 @@ class Identity:
 
 ANONYMOUS = Identity(None)
 
+# Whether no key was sent -> (error code, message) of the 401.
+_KEY_REFUSALS = {
+    True: (
+        "missing_api_key",
+        "You didn't provide an API key. Send it as 'Authorization: Bearer sk-tg-…'.",
+    ),
+    False: ("invalid_api_key", "Incorrect API key provided: the key is unknown or revoked."),
+}
+
 
 @dataclass(slots=True)
 class Admission:
@@ -139,28 +148,14 @@ class GovernanceGate:
         if mode == "off":
             return ANONYMOUS
         key = presented_key(headers)
-        if key is None:
-            if mode == "auto" and not await self.keys.any_keys():
-                return ANONYMOUS
-            self.metrics.refusals.labels("missing_api_key", "").inc()
-            raise OpenAIError(
-                401,
-                "You didn't provide an API key. Send it as 'Authorization: Bearer sk-tg-…'.",
-                type_="invalid_request_error",
-                code="missing_api_key",
-            )
-        record = await self.keys.lookup(key)
-        if record is None:
-            if mode == "auto" and not await self.keys.any_keys():
-                return ANONYMOUS
-            self.metrics.refusals.labels("invalid_api_key", "").inc()
-            raise OpenAIError(
-                401,
-                "Incorrect API key provided: the key is unknown or revoked.",
-                type_="invalid_request_error",
-                code="invalid_api_key",
-            )
-        return Identity(record)
+        record = await self.keys.lookup(key) if key is not None else None
+        if record is not None:
+            return Identity(record)
+        if mode == "auto" and not await self.keys.any_keys():
+            return ANONYMOUS
+        code, message = _KEY_REFUSALS[key is None]
+        self.metrics.refusals.labels(code, "").inc()
+        raise OpenAIError(401, message, type_="invalid_request_error", code=code)
 
     # -- may they ---------------------------------------------------------------------------
 

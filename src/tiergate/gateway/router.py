@@ -55,7 +55,9 @@ class Router:
         self._health: HealthChecker | None = None
         self._saturation: SaturationMonitor | None = None
         self.governance = create_gate(fleet, metrics.governance)
-        self.tracing = create_tracing(tracing_settings(fleet))
+        settings = tracing_settings(fleet)
+        self.tracing = create_tracing(settings)
+        self.tracing_enabled = settings is not None
         self.stage_header = (
             fleet.governance.stage_header if fleet.governance else "x-tiergate-stage"
         )

@@ -66,9 +66,14 @@ def proxy(endpoint: Endpoint) -> Handler:
                 outcome.model, outcome.tier, outcome.status, outcome.latency_s
             )
             router.leave()
-            cost = _finish(router, outcome, request, request_id)
+            served = outcome.tier if outcome.tier != "none" else None
+            cost = router.cost(served, outcome.usage)
+            if router.governance is not None:
+                stage = _stage(request, router)
+                _record(
+                    router.governance, outcome, request_id, stage=stage, served=served, cost=cost
+                )
             if outcome.span is not None:
-                served = outcome.tier if outcome.tier != "none" else None
                 outcome.span.finish(
                     tier=served,
                     status=outcome.status,
@@ -109,10 +114,11 @@ async def _serve(
     outcome.model = client.model
     if gate is not None:
         client, tiers = await _admit(gate, outcome, client, tiers, size=len(raw), headers=headers)
-    outcome.span = _start_span(request, router, client, request_id, outcome)
-    served = await run_cascade(
-        router, client, tiers, request_id, state.metrics, observe=_observer(router, outcome.span)
-    )
+    observe = None
+    if router.tracing_enabled:  # without tracing, no span work on the request path
+        outcome.span = _start_span(request, router, client, request_id, outcome)
+        observe = _observer(router, outcome.span)
+    served = await run_cascade(router, client, tiers, request_id, state.metrics, observe=observe)
     outcome.attempts = [(a.tier, a.reason) for a in served.attempts]
     outcome.tier = served.tier
     headers["x-tiergate-tier"] = served.tier
@@ -231,18 +237,21 @@ async def _admit(
     return client, admission.tiers
 
 
-def _finish(router: Router, outcome: _Outcome, request: web.Request, request_id: str) -> float:
-    """Record the finished request in the ledger (with a governance section); its cost."""
-    gate = router.governance
-    served = outcome.tier if outcome.tier != "none" and outcome.status < 400 else None
-    cost = router.cost(served, outcome.usage)
-    if gate is None:
-        return cost
+def _record(
+    gate: GovernanceGate,
+    outcome: _Outcome,
+    request_id: str,
+    *,
+    stage: str | None,
+    served: str | None,
+    cost: float,
+) -> None:
+    """The finished request's ledger record, and its settlement."""
     record = record_of(
         started=outcome.started,
         request_id=request_id,
         identity=outcome.identity,
-        stage=_stage(request, router),
+        stage=stage,
         model=outcome.model,
         tier=served,
         attempts=outcome.attempts,
@@ -254,7 +263,6 @@ def _finish(router: Router, outcome: _Outcome, request: web.Request, request_id:
         error=outcome.error,
     )
     gate.finish(outcome.admission, record)
-    return cost
 
 
 async def _stream(
