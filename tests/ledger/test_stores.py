@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 
 import pytest
 
@@ -142,13 +141,12 @@ async def test_record_from_other_threads(make_store: MakeStore) -> None:
 async def test_records_are_written_within_flush_s_without_a_flush(make_store: MakeStore) -> None:
     store = await make_store(flush_s=0.1)
     store.record(request(1))
-    started = time.monotonic()
 
     async def written() -> bool:
         return len(await store.requests(T0, T0 + 10)) == 1
 
     await eventually(written, timeout_s=2.0, what="record written by the group commit")
-    assert time.monotonic() - started < 1.0
+    assert store.stats.commits >= 1  # by the writer's own group commit: flush() was never called
 
 
 async def test_group_commit_groups_a_burst(make_store: MakeStore) -> None:
