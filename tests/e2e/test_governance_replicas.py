@@ -267,8 +267,9 @@ async def test_two_replicas_share_one_rate_limit(
 
 FLUSH_S = 0.2
 # How much later than its flush window a queued record may still be committed: the commit
-# itself, and the writer thread getting the CPU and the GIL late on a loaded machine (observed:
-# commits ~200-235 ms apart under this load; answers lost up to ~225 ms before the kill).
+# itself, and the writer thread getting the CPU and the GIL late on a loaded machine (observed
+# on 2 saturated cores: answers lost up to ~200 ms before the kill; before commits used
+# multi-row INSERTs, one GIL hand-off per row made them take up to ~0.9 s under this load).
 COMMIT_MARGIN_S = 0.2
 OLD_ANSWERS = 300  # answers older than the window at the kill: the bound then says something
 

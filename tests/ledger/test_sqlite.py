@@ -14,7 +14,8 @@ import pytest
 
 from tests.ledger.samples import T0, request
 from tests.polling import eventually
-from tiergate.ledger.sqlite import SQLiteStore
+from tiergate.ledger.rows import REQUEST_COLUMNS
+from tiergate.ledger.sqlite import BATCH_ROWS, STATEMENT_ROWS, SQLiteStore, rows_per_statement
 from tiergate.ledger.store import StoreUnavailableError
 
 CRASH_WRITER = Path(__file__).with_name("crash_writer.py")
@@ -40,6 +41,33 @@ async def test_database_is_in_wal_mode(tmp_path: Path) -> None:
     connection = sqlite3.connect(tmp_path / "ledger.db")
     try:
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    finally:
+        connection.close()
+
+
+async def test_a_group_larger_than_a_statement_and_a_transaction_lands_whole_in_order(
+    tmp_path: Path,
+) -> None:
+    count = BATCH_ROWS + STATEMENT_ROWS + 7  # two transactions, several multi-row statements
+    sent = [request(n, tier=f"tier-{n % 3}", cost_usd=n / 1000) for n in range(count)]
+    store = SQLiteStore(tmp_path / "ledger.db", flush_s=60)  # only flush() commits
+    await store.open()
+    try:
+        for record in sent:
+            store.record(record)
+        await store.flush()
+        assert await store.requests(T0, T0 + count) == sent
+        assert store.stats.commits == 2
+    finally:
+        await store.close()
+
+
+def test_rows_per_statement_follows_the_parameter_limit_of_this_sqlite() -> None:
+    connection = sqlite3.connect(":memory:")
+    try:
+        assert rows_per_statement(connection) == STATEMENT_ROWS
+        connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 100)
+        assert rows_per_statement(connection) == 100 // len(REQUEST_COLUMNS)
     finally:
         connection.close()
 
