@@ -1,26 +1,19 @@
 """Fixtures of the signal tests: an aiohttp session, and real Prometheus servers.
 
-``prometheus_for(targets)`` starts the Debian ``prometheus`` binary on a free port of
-127.0.0.1, scraping each target (``host:port`` -> labels to attach) every second, and returns
-its URL once ``/-/ready`` answers; it is stopped when the test ends.
+``prometheus_for(targets)`` starts the Debian ``prometheus`` binary (``tests/prometheus.py``) on
+a free port of 127.0.0.1, scraping each target (``host:port`` -> labels to attach) every second,
+and returns its URL once ``/-/ready`` answers; it is stopped when the test ends.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 
 import aiohttp
 import pytest
-import yaml
 
-from tests.polling import eventually
-from tests.services import free_port, missing
-
-INSTALL = "apt-get update && apt-get install -y prometheus"
+from tests.prometheus import PrometheusServer, prometheus_binary, start_prometheus
 
 StartPrometheus = Callable[[Mapping[str, Mapping[str, str]]], Awaitable[str]]
 
@@ -32,13 +25,9 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 @pytest.fixture
-async def prometheus_for(
-    tmp_path: Path, http: aiohttp.ClientSession
-) -> AsyncIterator[StartPrometheus]:
-    binary = shutil.which("prometheus")
-    if binary is None:
-        missing(f"the prometheus binary is missing; install it with: {INSTALL}")
-    processes: list[asyncio.subprocess.Process] = []
+async def prometheus_for(tmp_path: Path) -> AsyncIterator[StartPrometheus]:
+    prometheus_binary()  # skip (fail under CI) before the test starts anything
+    servers: list[PrometheusServer] = []
 
     async def start(targets: Mapping[str, Mapping[str, str]]) -> str:
         config = {
@@ -53,42 +42,12 @@ async def prometheus_for(
                 }
             ],
         }
-        path = tmp_path / "prometheus.yml"
-        path.write_text(yaml.safe_dump(config))
-        port = free_port()
-        with (tmp_path / "prometheus.log").open("wb") as log:
-            process = await asyncio.create_subprocess_exec(
-                binary,
-                f"--config.file={path}",
-                f"--storage.tsdb.path={tmp_path / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log,
-                stderr=asyncio.subprocess.STDOUT,
-            )
-        processes.append(process)
-        url = f"http://127.0.0.1:{port}"
+        server = await start_prometheus(config, tmp_path / f"prometheus-{len(servers)}")
+        servers.append(server)
+        return server.url
 
-        async def ready() -> bool:
-            if process.returncode is not None:
-                log_tail = (tmp_path / "prometheus.log").read_text(errors="replace")[-2000:]
-                pytest.fail(f"prometheus exited with {process.returncode}:\n{log_tail}")
-            try:
-                async with http.get(f"{url}/-/ready") as response:
-                    return response.status == 200
-            except aiohttp.ClientConnectionError:
-                return False  # not listening yet
-
-        await eventually(ready, timeout_s=30.0, interval_s=0.1, what="prometheus ready")
-        return url
-
-    yield start
-    for process in processes:
-        if process.returncode is None:
-            process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), timeout=10.0)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
+    try:
+        yield start
+    finally:
+        for server in servers:
+            await server.stop()

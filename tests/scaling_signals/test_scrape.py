@@ -226,7 +226,9 @@ async def test_replicas_appearing_and_disappearing(
         serve(server, success={"stop": 100})
     signals.set_urls([r0.url, r2.url])  # r1 gone, r2 new
     snapshot = await read(signals, now=10.0, ready=3)
-    assert [replica.name for replica in snapshot.replicas] == [r0.url, r2.url]
+    # The third ready replica is not scraped: unknown, not idle.
+    assert [replica.name for replica in snapshot.replicas] == [r0.url, r2.url, None]
+    assert snapshot.replicas[2] == ReplicaSignals(None, None, None)
     assert snapshot.request_rate == pytest.approx(10.0)
     assert snapshot.notes == (
         f"{r2.url}: first scrape, its rates count from the next read",

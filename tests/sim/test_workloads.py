@@ -15,6 +15,7 @@ from tiergate.sim import (
     read_azure_csv,
     read_mooncake_jsonl,
     read_trace,
+    scale_rate,
     slice_trace,
     speed_up,
     trace_format,
@@ -225,6 +226,28 @@ def test_speed_up_divides_arrivals_and_keeps_the_rest() -> None:
     assert compressed == [TraceRequest(2.5, 5, 6, (1,))]
 
 
+def test_scale_rate_copies_each_request_within_its_spread_and_keeps_arrival_order() -> None:
+    trace = [TraceRequest(float(n), 100 + n, 10 + n, (n,)) for n in range(50)]
+    scaled = list(scale_rate(trace, 3, seed=7, spread_s=0.5))
+    assert len(scaled) == 3 * len(trace)
+    assert all(a.arrival_s <= b.arrival_s for a, b in itertools.pairwise(scaled))
+    for original in trace:
+        copies = [r for r in scaled if r.prefix_ids == original.prefix_ids]
+        assert len(copies) == 3
+        assert original in copies  # the original keeps its arrival
+        assert all(r.prompt_tokens == original.prompt_tokens for r in copies)
+        assert all(r.output_tokens == original.output_tokens for r in copies)
+        assert all(0 <= r.arrival_s - original.arrival_s <= 0.5 for r in copies)
+    assert scaled == list(scale_rate(trace, 3, seed=7, spread_s=0.5))  # seeded
+
+
+def test_scale_rate_by_a_fraction_keeps_that_share_on_average() -> None:
+    trace = [TraceRequest(n / 10, 1, 1) for n in range(4000)]
+    assert 0.6 * 4000 - 150 < len(list(scale_rate(trace, 0.6))) < 0.6 * 4000 + 150
+    assert 2.5 * 4000 - 150 < len(list(scale_rate(trace, 2.5))) < 2.5 * 4000 + 150
+    assert list(scale_rate(trace, 1)) == trace
+
+
 @pytest.mark.parametrize(
     ("call", "message"),
     [
@@ -232,6 +255,8 @@ def test_speed_up_divides_arrivals_and_keeps_the_rest() -> None:
         (lambda: list(slice_trace([], duration_s=0)), "duration_s must be > 0, got 0"),
         (lambda: list(slice_trace([], limit=-2)), "limit must be >= 0, got -2"),
         (lambda: list(speed_up([], 0)), "speedup must be > 0, got 0"),
+        (lambda: list(scale_rate([], 0)), "factor must be > 0, got 0"),
+        (lambda: list(scale_rate([], 2, spread_s=-1)), "spread_s must be >= 0, got -1"),
     ],
 )
 def test_slicing_and_speed_up_reject_bad_arguments(

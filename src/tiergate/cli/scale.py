@@ -61,9 +61,10 @@ async def _dry_run(entries: tuple[ScalingEntry, ...], interval: float, once: boo
     from rich.live import Live
 
     from tiergate.scaling.controller import Controller
+    from tiergate.scaling.kubernetes import replicas_from_spec
 
     async with aiohttp.ClientSession() as session:
-        controller = Controller(entries, session)
+        controller = Controller(entries, session, replicas=replicas_from_spec(entries, session))
         await controller.step()
         console = Console()
         if once:
@@ -86,6 +87,7 @@ async def _serve(entries: tuple[ScalingEntry, ...], host: str, port: int, interv
     from tiergate.cli import logs
     from tiergate.scaling.controller import Controller
     from tiergate.scaling.keda import serve
+    from tiergate.scaling.kubernetes import replicas_from_spec
 
     logs.setup("info")
     log = logging.getLogger("tiergate.scale")
@@ -94,7 +96,7 @@ async def _serve(entries: tuple[ScalingEntry, ...], host: str, port: int, interv
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     async with aiohttp.ClientSession() as session:
-        controller = Controller(entries, session)
+        controller = Controller(entries, session, replicas=replicas_from_spec(entries, session))
         server = await serve(controller.decide, host, port)
         log.info(
             "KEDA external scaler on %s:%d for %d deployments", host, server.port, len(entries)

@@ -28,7 +28,8 @@ class EmulatorConfig:
       smaller of 131072 and the KV capacity.
     - ``speed``: how much faster than the model's times the engine runs (10: ten times).
     - ``storage``, ``cold_start``: with ``cold_start``, a replica is not ready for
-      ``load_time(storage)`` model seconds after it starts (or restarts).
+      ``load_time(storage)`` model seconds after it starts (or restarts); ``load_time_s``
+      replaces that time (a whole pod start: node launch, image pull and weight load).
     - ``sample_output_length``: requests without ``ignore_eos: true`` generate a length drawn
       uniformly from 1 to ``max_tokens`` (finish reason ``stop`` when shorter) instead of
       exactly ``max_tokens``.
@@ -49,6 +50,7 @@ class EmulatorConfig:
     speed: float = 1.0
     storage: str = "nvme"
     cold_start: bool = False
+    load_time_s: float | None = None
     faults: Faults = field(default_factory=Faults)
     sample_output_length: bool = False
     served_model_name: str | None = None
@@ -60,6 +62,8 @@ class EmulatorConfig:
             raise ValueError(f"speed must be positive, got {self.speed}")
         if self.storage not in STORAGES:
             raise ValueError(f"storage must be one of {', '.join(STORAGES)}, got {self.storage}")
+        if self.load_time_s is not None and self.load_time_s < 0:
+            raise ValueError(f"load_time_s must be >= 0, got {self.load_time_s}")
         if self.kv_capacity_tokens is not None and self.kv_capacity_tokens < self.limits.block_size:
             raise ValueError("kv_capacity_tokens must hold at least one block")
 
@@ -76,6 +80,12 @@ class EmulatorConfig:
             self.tp,
             gpu_memory_utilization=self.gpu_memory_utilization,
         )
+
+    def cold_start_s(self, perf: PerfModel) -> float:
+        """Model seconds from a cold start to ready: ``load_time_s`` or the weights' load."""
+        if self.load_time_s is not None:
+            return self.load_time_s
+        return perf.load_time(self.storage)
 
     def kv_blocks(self, perf: PerfModel) -> int:
         """KV blocks of one replica: the override, or what fits beside the weights."""

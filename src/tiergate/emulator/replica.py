@@ -134,7 +134,7 @@ class Replica:
             lag_tolerance_s=self.config.lag_tolerance_s,
         )
         self._engine.start()
-        load_s = self.perf.load_time(self.config.storage) / self.config.speed if cold else 0.0
+        load_s = self.config.cold_start_s(self.perf) / self.config.speed if cold else 0.0
         self._ready_at = self.clock() + load_s
 
     async def crash(self, restart_after_s: float | None = None, *, cold: bool = True) -> None:

@@ -10,8 +10,9 @@ Crash guarantee: the database runs in WAL mode with ``synchronous=NORMAL``. A co
 is in the WAL file before ``flush`` returns, so it survives the process being killed (kill -9,
 OOM): such a crash loses at most the records queued since the last group commit, that is
 those of the last ``flush_s`` plus the time a commit takes (answers lost up to ~200 ms before
-the kill measured for 200 ms on a saturated 2-core machine, tests/e2e). Power loss or an OS crash can also lose the last commits before a
-WAL checkpoint (NORMAL does not fsync each commit); the file itself stays consistent.
+the kill measured for 200 ms on a saturated 2-core machine, tests/e2e). Power loss or an OS
+crash can also lose the last commits before a WAL checkpoint (NORMAL does not fsync each
+commit); the file itself stays consistent.
 
 When writes fail (disk full, I/O error, database locked past ``busy_timeout_s``) the store logs
 one line, ``available`` turns False, the records stay queued (up to ``queue_limit``, newer ones

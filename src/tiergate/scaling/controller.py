@@ -1,7 +1,9 @@
 """The scaler's loop: read each deployment's signals, decide in both modes, keep the latest.
 
-Without the Kubernetes API the controller takes the replicas the signals saw as the ready
-count and knows of no pending replicas (each snapshot notes it); the KEDA external scaler
+Ready and pending replicas come from a :class:`~tiergate.scaling.replicas.ReplicaSource` (the
+Kubernetes API in a cluster). Without one, or when it cannot say, the controller takes the
+replicas the signals saw as the ready count and knows of no pending replicas (each snapshot
+notes it); the KEDA external scaler
 serves the decision of each deployment's configured mode, and ``tiergate scale --dry-run``
 shows both modes side by side.
 """
@@ -19,13 +21,15 @@ import aiohttp
 from tiergate.scaling.from_spec import policies
 from tiergate.scaling.keda import ScaledObject
 from tiergate.scaling.policy import ScalingPolicy
+from tiergate.scaling.replicas import ReplicaSource
 from tiergate.scaling.signals import PrometheusSignals, ScrapeSignals, SignalQueries, SignalReader
-from tiergate.scaling.snapshot import Decision, Role, Snapshot
+from tiergate.scaling.snapshot import Decision, ReplicaCount, Role, Snapshot
 from tiergate.spec.scaling import ScalingEntry
 
 log = logging.getLogger(__name__)
 
 NO_KUBERNETES = "pending replicas unknown (no Kubernetes API): ready = replicas seen"
+NO_COUNT = "pending replicas unknown (the replica source could not say): ready = replicas seen"
 
 
 @dataclass(slots=True)
@@ -53,8 +57,10 @@ class Controller:
         entries: tuple[ScalingEntry, ...],
         session: aiohttp.ClientSession,
         clock: Callable[[], float] = time.time,
+        replicas: ReplicaSource | None = None,
     ) -> None:
         self._clock = clock
+        self._replicas = replicas
         self.scaled: dict[tuple[str, str], Scaled] = {}
         for entry in entries:
             first, other = policies(entry)
@@ -69,8 +75,25 @@ class Controller:
         now = self._clock()
         entry = item.entry
         role = Role(entry.role)
-        seen = await item.reader.read(entry.deployment, role, ready=0, now=now)
-        snapshot = _with_ready(seen, len(seen.replicas))
+        count = None
+        if self._replicas is not None:
+            count = await self._replicas.count(entry.deployment, now)
+        if count is None:
+            seen = await item.reader.read(entry.deployment, role, ready=0, now=now)
+            why = NO_KUBERNETES if self._replicas is None else NO_COUNT
+            snapshot = _with_count(seen, ReplicaCount(len(seen.replicas), note=why))
+        else:
+            # The reader knows how many replicas should report, and says when some do not.
+            snapshot = await item.reader.read(
+                entry.deployment,
+                role,
+                ready=count.ready,
+                pending=count.pending,
+                pending_ready_at=count.pending_ready_at,
+                now=now,
+            )
+            if count.note is not None:
+                snapshot = replace(snapshot, notes=(*snapshot.notes, count.note))
         item.snapshot = snapshot
         item.decision = item.policy.decide(snapshot, now)
         item.other_decision = item.other.decide(snapshot, now)
@@ -107,5 +130,12 @@ def _reader(entry: ScalingEntry, session: aiohttp.ClientSession) -> SignalReader
     return ScrapeSignals(source.scrape.urls, session, window_s=entry.windows.stable_s)
 
 
-def _with_ready(snapshot: Snapshot, ready: int) -> Snapshot:
-    return replace(snapshot, ready=ready, notes=(*snapshot.notes, NO_KUBERNETES))
+def _with_count(snapshot: Snapshot, count: ReplicaCount) -> Snapshot:
+    notes = snapshot.notes if count.note is None else (*snapshot.notes, count.note)
+    return replace(
+        snapshot,
+        ready=count.ready,
+        pending=count.pending,
+        pending_ready_at=count.pending_ready_at,
+        notes=notes,
+    )

@@ -65,3 +65,19 @@ class Decision:
     signal: str | None = None  # the signal that drove it (kv_usage, waiting, ttft_p95, ...)
     value: float | None = None  # that signal's value
     guard: str | None = None  # the guard that held it (stabilization, pending, bounds, ...)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaCount:
+    """A deployment's replicas as its actuator (Kubernetes, an emulator pool) knows them.
+
+    ``pending`` are asked for and not ready (scheduled, pulling, loading weights);
+    ``pending_ready_at`` their expected ready times on the caller's clock, as far as known
+    (fewer entries than ``pending`` when some are unknown). ``note`` says what could not be
+    read, for operators.
+    """
+
+    ready: int
+    pending: int = 0
+    pending_ready_at: tuple[float, ...] = ()
+    note: str | None = None

@@ -1,4 +1,5 @@
-"""Workloads from public LLM request traces: streaming readers, slicing and time compression.
+"""Workloads from public LLM request traces: streaming readers, slicing, time compression and
+rate scaling.
 
 Two published formats are read, whatever the file (the Azure conversation and 2024 week-long
 traces share the first format, the Mooncake conversation and tool traces the second):
@@ -19,7 +20,10 @@ on. A malformed row raises :class:`TraceError` naming the file, line and field.
 from __future__ import annotations
 
 import csv
+import heapq
 import json
+import math
+import random
 import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -217,6 +221,40 @@ def speed_up(requests: Iterable[TraceRequest], speedup: float) -> Iterator[Trace
             request.output_tokens,
             request.prefix_ids,
         )
+
+
+def scale_rate(
+    requests: Iterable[TraceRequest], factor: float, *, seed: int = 0, spread_s: float = 1.0
+) -> Iterator[TraceRequest]:
+    """The same trace at ``factor`` times its rate, over the same time: its bursts and lulls
+    keep their length (unlike :func:`speed_up`, which also shortens them).
+
+    Each request is kept and copied ``floor(factor) - 1`` more times, plus once more with
+    probability ``factor - floor(factor)`` (below 1: kept with probability ``factor``); copies
+    arrive up to ``spread_s`` seconds after the original (uniformly, from ``seed``), so that
+    they do not land on the same instant. Arrival order is kept.
+    """
+    if factor <= 0:
+        raise ValueError(f"factor must be > 0, got {factor}")
+    if spread_s < 0:
+        raise ValueError(f"spread_s must be >= 0, got {spread_s}")
+    rng = random.Random(seed)
+    whole = math.floor(factor)
+    waiting: list[tuple[float, int, TraceRequest]] = []  # copies not yet due, by arrival
+    order = 0  # ties keep the order they were made in
+    for request in requests:
+        while waiting and waiting[0][0] <= request.arrival_s:
+            yield heapq.heappop(waiting)[2]
+        copies = whole + (rng.random() < factor - whole)
+        for copy in range(copies):
+            at = request.arrival_s + (rng.uniform(0.0, spread_s) if copy else 0.0)
+            moved = TraceRequest(
+                at, request.prompt_tokens, request.output_tokens, request.prefix_ids
+            )
+            heapq.heappush(waiting, (at, order, moved))
+            order += 1
+    while waiting:
+        yield heapq.heappop(waiting)[2]
 
 
 @contextmanager

@@ -3,7 +3,9 @@ disaggregated pool) that tiergate's scaler sizes and KEDA actuates."""
 
 from __future__ import annotations
 
+import re
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
@@ -96,6 +98,57 @@ class SignalSource(SpecModel):
         return self
 
 
+# DNS-1123 names: a namespace is a label (63 characters), a Deployment a subdomain (253).
+_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+class KubernetesTarget(SpecModel):
+    """Where the scaler reads the deployment's ready and pending replicas (its Deployment and
+    pods). Unset fields take the in-cluster defaults: the API server of the cluster the scaler
+    runs in, its service account's token and CA, and its own namespace (else ``default``)."""
+
+    namespace: str | None = None
+    name: str | None = None  # the Deployment's name; the entry's ``deployment`` by default
+    api_server: str | None = None
+    token_file: str | None = Field(default=None, min_length=1)
+    ca_file: str | None = Field(default=None, min_length=1)
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str | None) -> str | None:
+        if value is not None and (len(value) > 63 or not _LABEL.match(value)):
+            raise ValueError(
+                f"{value!r} is not a Kubernetes namespace name: at most 63 lowercase letters, "
+                "digits and '-', starting and ending with a letter or digit"
+            )
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is not None and (len(value) > 253 or not _SUBDOMAIN.match(value)):
+            raise ValueError(
+                f"{value!r} is not a Kubernetes Deployment name: lowercase letters, digits, '-' "
+                "and '.', starting and ending with a letter or digit"
+            )
+        return value
+
+    @field_validator("api_server")
+    @classmethod
+    def _api_server(cls, value: str | None) -> str | None:
+        return None if value is None else check_http_url(value)
+
+    @model_validator(mode="after")
+    def _tls(self) -> KubernetesTarget:
+        api = self.api_server
+        if self.ca_file is not None and api is not None and urlsplit(api).scheme != "https":
+            raise ValueError(
+                f"caFile is set but apiServer {api!r} is not https://: the CA would check nothing"
+            )
+        return self
+
+
 class ScalingEntry(SpecModel):
     """One deployment the scaler sizes. ``tier`` names the fleet tier it serves (optional)."""
 
@@ -109,6 +162,7 @@ class ScalingEntry(SpecModel):
     targets: ScalingTargets
     windows: ScalingWindows = Field(default_factory=ScalingWindows)
     signals: SignalSource
+    kubernetes: KubernetesTarget | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ScalingEntry:

@@ -193,7 +193,7 @@ def _replicas(
         )
         for name in names
     ]
-    if len(names) != ready:
+    if ready and len(names) != ready:  # 0: the caller does not know
         notes.append(f"signals for {len(names)} replicas, {ready} ready")
     unknown = ReplicaSignals(kv_usage=None, waiting=None, running=None)
     replicas += [unknown] * (ready - len(names))

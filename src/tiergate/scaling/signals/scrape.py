@@ -236,8 +236,10 @@ class ScrapeSignals:
                 merged = bucket_rates.setdefault(signal, {})
                 for bound, count in grown.items():
                     merged[bound] = merged.get(bound, 0.0) + count / span
-        if len(urls) != ready:
+        if ready and len(urls) != ready:  # 0: the caller does not know
             notes.append(f"{len(urls)} replicas to scrape, {ready} ready")
+            # Ready replicas that are not scraped are unknown, not idle.
+            replicas += [ReplicaSignals(None, None, None)] * (ready - len(urls))
         values: dict[str, float | None] = {}
         for signal, counter in _COUNTERS.items():
             values[signal] = rates.get(signal)
