@@ -17,6 +17,7 @@ COMMANDS = {
     "check": "tiergate.cli.check",
     "demo": "tiergate.cli.demo",
     "emulate": "tiergate.cli.emulate",
+    "fetch": "tiergate.cli.fetch",
     "keys": "tiergate.cli.keys",
     "report": "tiergate.cli.report",
     "scale": "tiergate.cli.scale",

@@ -236,7 +236,8 @@ class LlmPolicy:
         why = f"{snapshot.pending} pending replica(s) answer it"
         if answer is not None:
             on = f" on {answer.signal}" if answer.signal else ""
-            why = f"answered by the scale-up to {answer.desired} at t={answer.at:g}{on}"
+            ago = now - answer.at
+            why = f"answered by the scale-up to {answer.desired} {ago:.0f} s ago{on}"
             growth = _demand_growth(answer, forecasts)
             if growth > 1 + settings.tolerance:
                 # From a near-zero rate the growth is unbounded; the cap needs no more than max.
@@ -267,7 +268,8 @@ class LlmPolicy:
         if panic is None:
             return
         held = max(trace.desired, panic.peak, current_replicas(snapshot))
-        trace.apply(held, Guard.PANIC, f"panicking since t={panic.since:g}: no scale-down")
+        since = now - panic.since
+        trace.apply(held, Guard.PANIC, f"panicking for {since:.0f} s: no scale-down")
         panic.peak = max(panic.peak, trace.desired)
 
     def _stabilize(self, trace: _Trace, current: int, now: float) -> None:

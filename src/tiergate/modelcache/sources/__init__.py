@@ -1,0 +1,1 @@
+"""Where weights come from: ``hf://``, ``s3://``, ``https://`` and ``file://`` sources."""

@@ -1,0 +1,294 @@
+"""``hf://org/repo[@revision]`` (or ``hf://datasets/org/repo[@revision]``): a Hub repository at
+one commit.
+
+The listing is one huggingface_hub ``repo_info(files_metadata=True)`` call, run in a thread: it
+names the commit the revision points to, and every file's size and, for LFS files, its sha256
+(small files kept in git have none). Every read then asks for that commit, so a branch that
+moves during a fetch cannot mix two snapshots.
+
+Reads are ranged GETs of ``{endpoint}/{repo}/resolve/{commit}/{path}`` with aiohttp. The Hub
+redirects LFS files to a CDN: redirects are followed here, keeping the ``Range`` header and
+dropping ``Authorization`` when the host changes (the CDN URL is signed; the token must not
+leave the Hub). The endpoint comes from the argument or ``HF_ENDPOINT``, the token from the
+argument or ``HF_TOKEN`` / ``HUGGING_FACE_HUB_TOKEN``; a token is never put in a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import os
+import re
+import time
+from collections.abc import AsyncIterator, Mapping
+from urllib.parse import quote, unquote
+
+import aiohttp
+from huggingface_hub import HfApi
+from huggingface_hub.errors import (
+    DisabledRepoError,
+    GatedRepoError,
+    HfHubHTTPError,
+    OfflineModeIsEnabled,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+from yarl import URL
+
+from tiergate.modelcache.errors import FetchError, RetryableError, SourceError
+from tiergate.modelcache.plan import FileEntry
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+CHUNK_BYTES = 1024 * 1024
+MAX_REDIRECTS = 5
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+# The transport errors huggingface_hub lets through come from its HTTP client, which changed
+# between versions (requests, httpx, httpx2); they share no base class worth importing.
+_TRANSPORT_MODULES = frozenset({"requests", "urllib3", "httpx", "httpx2", "httpcore"})
+
+
+def parse_hf_url(url: str) -> tuple[str, str, str | None]:
+    """``hf://[datasets/]org/repo[@revision]`` as (repo type, repo id, revision or None)."""
+    if not url.startswith("hf://"):
+        raise SourceError(f"{url}: not an hf://org/repo[@revision] URL")
+    body, at, revision = url[len("hf://") :].partition("@")
+    if at and not revision:
+        raise SourceError(f"{url}: empty revision after '@'")
+    parts = body.strip("/").split("/")
+    repo_type = "model"
+    if len(parts) == 3 and parts[0] in ("models", "datasets"):
+        repo_type, parts = parts[0].removesuffix("s"), parts[1:]
+    if len(parts) != 2 or not all(parts):
+        raise SourceError(f"{url}: expected hf://org/repo[@revision]")
+    return repo_type, "/".join(parts), unquote(revision) if revision else None
+
+
+class HfSource:
+    """The files of one Hub repository at the commit its revision names when listed."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        endpoint: str | None = None,
+        token: str | None = None,
+        max_connections: int = 64,
+        connect_timeout_s: float = 10.0,
+        read_timeout_s: float = 60.0,
+        listing_timeout_s: float = 60.0,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        env = os.environ if environ is None else environ
+        self.url = url
+        self.repo_type, self.repo_id, self.revision = parse_hf_url(url)
+        self.endpoint = (endpoint or env.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+        self._token = token or env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN") or None
+        self.commit: str | None = None
+        self._sizes: dict[str, int] = {}
+        self._max_connections = max_connections
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=connect_timeout_s, sock_read=read_timeout_s
+        )
+        self._listing_timeout_s = listing_timeout_s
+        self._listing_lock = asyncio.Lock()
+        self._session: aiohttp.ClientSession | None = None
+
+    async def list_files(self) -> list[FileEntry]:
+        async with self._listing_lock:
+            commit, entries = await asyncio.to_thread(self._list_at_commit)
+            self.commit = commit
+            self._sizes = {entry.path: entry.size for entry in entries}
+            return entries
+
+    async def read(self, path: str, start: int, end: int) -> AsyncIterator[bytes]:
+        if not 0 <= start <= end:
+            raise ValueError(f"bad range [{start}, {end}) of {path}")
+        if start == end:
+            return
+        if self.commit is None:
+            await self._pin_commit()
+        where = f"{self.url}: {path}"
+        headers = {"Range": f"bytes={start}-{end - 1}", "Accept-Encoding": "identity"}
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        try:
+            response = await self._get(self.resolve_url(path), headers, where)
+            try:
+                self._check_response(response, path, start, end, where)
+                remaining = end - start
+                async for piece in response.content.iter_chunked(CHUNK_BYTES):
+                    if len(piece) > remaining:
+                        raise RetryableError(f"{where}: the server sent more bytes than asked")
+                    remaining -= len(piece)
+                    yield piece
+                if remaining:
+                    raise RetryableError(f"{where}: connection ended {remaining} bytes short")
+            finally:
+                response.release()
+        except aiohttp.InvalidURL as exc:
+            raise SourceError(f"{where}: invalid URL {exc}") from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise RetryableError(f"{where}: {type(exc).__name__}: {exc}") from exc
+
+    async def _pin_commit(self) -> None:
+        """List once when a read comes first, so that every read sees the same commit."""
+        async with self._listing_lock:
+            if self.commit is None:
+                self.commit, entries = await asyncio.to_thread(self._list_at_commit)
+                self._sizes = {entry.path: entry.size for entry in entries}
+
+    async def close(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    def resolve_url(self, path: str) -> str:
+        """Where the Hub serves ``path`` of the pinned commit."""
+        kind = "" if self.repo_type == "model" else f"{self.repo_type}s/"
+        return f"{self.endpoint}/{kind}{self.repo_id}/resolve/{self.commit}/{quote(path)}"
+
+    def _list_at_commit(self) -> tuple[str, list[FileEntry]]:
+        where = f"{self.url} at {self.endpoint}"
+        # token=False, not None: without a token huggingface_hub would fall back to a token
+        # file that the reads, which send only this source's token, would not use.
+        api = HfApi(endpoint=self.endpoint, token=self._token or False, library_name="tiergate")
+        try:
+            info = api.repo_info(
+                self.repo_id,
+                revision=self.revision,
+                repo_type=self.repo_type,
+                files_metadata=True,
+                timeout=self._listing_timeout_s,
+            )
+        # Broad on purpose: huggingface_hub's errors share no base class across its versions;
+        # _hub_error picks the Hub and transport ones, and anything else is re-raised unchanged.
+        except Exception as exc:
+            error = _hub_error(exc, where, self.revision, token=bool(self._token))
+            if error is None:
+                raise
+            raise error from exc
+        if not info.sha:
+            raise SourceError(f"{where}: the Hub named no commit for this revision")
+        entries: list[FileEntry] = []
+        for sibling in getattr(info, "siblings", None) or ():
+            if sibling.size is None:
+                raise SourceError(f"{where}: the Hub gave no size for {sibling.rfilename}")
+            sha256 = sibling.lfs.sha256 if sibling.lfs is not None else None
+            entries.append(FileEntry(sibling.rfilename, sibling.size, sha256))
+        return info.sha, sorted(entries, key=lambda entry: entry.path)
+
+    async def _get(self, url: str, headers: dict[str, str], where: str) -> aiohttp.ClientResponse:
+        """GET ``url``, following redirects by hand so that the token stays on its host."""
+        session = self._get_session()
+        target = URL(url)
+        for _ in range(MAX_REDIRECTS + 1):
+            response = await session.get(target, headers=headers, allow_redirects=False)
+            if response.status not in _REDIRECTS:
+                return response
+            location = response.headers.get("Location")
+            response.release()
+            if not location:
+                raise SourceError(f"{where}: redirect {response.status} without a Location")
+            following = target.join(URL(location))
+            if following.origin() != target.origin():
+                headers = {k: v for k, v in headers.items() if k != "Authorization"}
+            target = following
+        raise SourceError(f"{where}: more than {MAX_REDIRECTS} redirects")
+
+    def _check_response(
+        self, response: aiohttp.ClientResponse, path: str, start: int, end: int, where: str
+    ) -> None:
+        status = response.status
+        if status == 206:
+            content_range = response.headers.get("Content-Range", "")
+            if not content_range.startswith(f"bytes {start}-{end - 1}/"):
+                raise RetryableError(
+                    f"{where}: asked for bytes {start}-{end - 1}, got {content_range or 'none'}"
+                )
+            return
+        if status == 200:
+            if start == 0 and self._sizes.get(path) == end:
+                return  # the whole file, sent as such
+            raise SourceError(f"{where}: the server ignored the Range header")
+        raise _status_error(status, response.headers, where, token=bool(self._token))
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._max_connections),
+                timeout=self._timeout,
+                auto_decompress=False,
+                trust_env=True,
+            )
+        return self._session
+
+
+def _hub_error(
+    exc: Exception, where: str, revision: str | None, *, token: bool
+) -> FetchError | None:
+    """The one place huggingface_hub's listing errors become the fetcher's; None for anything
+    that is neither a Hub nor a transport error (a bug, to be raised unchanged)."""
+    if isinstance(exc, GatedRepoError):
+        return SourceError(f"{where}: {_gated_hint(token)}")
+    if isinstance(exc, RevisionNotFoundError):
+        return SourceError(f"{where}: revision {revision!r} not found")
+    if isinstance(exc, RepositoryNotFoundError):
+        hint = "the token has no access to it" if token else "set HF_TOKEN if it is private"
+        return SourceError(f"{where}: repository not found ({hint})")
+    if isinstance(exc, DisabledRepoError):
+        return SourceError(f"{where}: the repository is disabled")
+    if isinstance(exc, HfHubHTTPError):
+        response = exc.response
+        return _status_error(response.status_code, response.headers, where, token=token)
+    if isinstance(exc, OfflineModeIsEnabled):
+        return SourceError(f"{where}: HF_HUB_OFFLINE is set; the Hub cannot be listed")
+    if type(exc).__module__.partition(".")[0] in _TRANSPORT_MODULES or isinstance(exc, OSError):
+        return RetryableError(f"{where}: {type(exc).__name__}: {exc}")
+    return None
+
+
+def _status_error(
+    status: int, headers: Mapping[str, str], where: str, *, token: bool
+) -> FetchError:
+    """The error of a refused request: retryable for 408, 429 and 5xx, with the wait the Hub
+    asked for; final for the rest, with a hint for the common refusals."""
+    if status in (408, 429) or status >= 500:
+        return RetryableError(f"{where}: HTTP {status}", retry_after_s(headers, time.time()))
+    code = headers.get("X-Error-Code", "")
+    message = headers.get("X-Error-Message", "")
+    detail = f" ({message})" if message else ""
+    if code == "GatedRepo":
+        return SourceError(f"{where}: {_gated_hint(token)}{detail}")
+    if status in (401, 403):
+        hint = "the token has no access" if token else "set HF_TOKEN"
+        return SourceError(f"{where}: access denied (HTTP {status}): {hint}{detail}")
+    if status == 404:
+        return SourceError(f"{where}: not found (HTTP 404{', ' + code if code else ''}){detail}")
+    return SourceError(f"{where}: HTTP {status}{detail}")
+
+
+def _gated_hint(token: bool) -> str:
+    if token:
+        return "gated repository: the token's account has no access yet; request it on the Hub"
+    return (
+        "gated repository: request access on the Hub, then set HF_TOKEN to a token of that account"
+    )
+
+
+_RATELIMIT_RESET = re.compile(r";\s*t\s*=\s*(\d+)")
+
+
+def retry_after_s(headers: Mapping[str, str], now: float) -> float | None:
+    """The wait a server asked for: ``Retry-After`` in seconds or as an HTTP date, else the
+    reset time of an IETF ``RateLimit`` header (the Hub sends one with its 429s)."""
+    value = headers.get("Retry-After", "").strip()
+    if value:
+        if value.isdigit():
+            return float(value)
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, when.timestamp() - now)
+    match = _RATELIMIT_RESET.search(headers.get("RateLimit", ""))
+    return float(match.group(1)) if match else None

@@ -1,0 +1,377 @@
+"""``s3://bucket/prefix``: the objects under a prefix, read with ranged GETs.
+
+The client is botocore's (the engine under boto3), so credentials come from the standard chain
+(environment, shared files and ``AWS_PROFILE``, web identity / IRSA, container and instance
+metadata); the endpoint and region come from the arguments, else ``AWS_ENDPOINT_URL_S3`` /
+``AWS_ENDPOINT_URL`` and ``AWS_REGION``. botocore's own retries are off (the transfer engine
+retries), and so is its response checksum validation: ranged GETs carry no whole-object
+checksum, and every file is hashed after the transfer anyway.
+
+Expected sha256, per object: its full-object ``SHA256`` checksum when it was uploaded with one
+(a multipart upload's composite ``…-N`` checksum does not hash the file and is ignored); else
+its entry in a ``tiergate-manifest.json`` at the prefix; else none. Credentials never appear in
+a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import os
+import re
+from collections.abc import AsyncIterator, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Protocol, TypeVar, cast
+from urllib.parse import urlsplit
+
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionError,
+    CredentialRetrievalError,
+    HTTPClientError,
+    IncompleteReadError,
+    NoCredentialsError,
+)
+from botocore.paginate import Paginator
+from botocore.response import StreamingBody
+from botocore.session import Session
+
+from tiergate.modelcache.errors import FetchError, RetryableError, SourceError
+from tiergate.modelcache.manifest import INTERNAL_PREFIX, MANIFEST_NAME, parse_manifest
+from tiergate.modelcache.plan import FileEntry
+
+PIECE_BYTES = 1024 * 1024
+# A manifest names files and hashes: anything near this size is not one.
+MANIFEST_MAX_BYTES = 64 * 1024 * 1024
+DEFAULT_REGION = "us-east-1"
+
+_T = TypeVar("_T")
+
+# Error codes S3 (and S3-compatible stores) use for "slow down" and transient server trouble;
+# some come with a 400 status, so the status alone does not tell.
+_TRANSIENT_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottled",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "BandwidthLimitExceeded",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "PriorRequestNotComplete",
+        "InternalError",
+        "ServiceUnavailable",
+    }
+)
+_MISSING_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "NotFound", "404"})
+_DENIED_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AllAccessDisabled",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "InvalidToken",
+        "TokenRefreshRequired",
+        "AccountProblem",
+        "403",
+    }
+)
+
+
+class _S3Client(Protocol):
+    """The part of botocore's (dynamically built) S3 client this source calls."""
+
+    def head_object(self, **kwargs: Any) -> dict[str, Any]: ...
+
+    def get_object(self, **kwargs: Any) -> dict[str, Any]: ...
+
+    def get_paginator(self, operation_name: str) -> Paginator[Any]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Object:
+    path: str
+    size: int
+    # None: the listing does not say (some S3-compatible stores); ask with a HEAD.
+    checksum_algorithms: tuple[str, ...] | None
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/prefix`` as (bucket, key prefix ending in ``/``, or empty for the bucket)."""
+    parts = urlsplit(url)
+    if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
+        raise SourceError(f"{url}: not an s3://bucket/prefix URL")
+    prefix = parts.path.strip("/")
+    return parts.netloc, f"{prefix}/" if prefix else ""
+
+
+def sha256_from_checksum(
+    value: str | None, checksum_type: str | None, etag: str = ""
+) -> str | None:
+    """The hex sha256 of a whole object from S3's base64 ``ChecksumSHA256``, or None when the
+    object has none or only a composite one (a checksum of part checksums, suffixed ``-N``).
+
+    A multipart object (ETag ``"…-N"``) can carry a sha256 only as a composite one, whatever the
+    store reports as its type: some S3-compatible stores drop the suffix and the type."""
+    if not value or checksum_type == "COMPOSITE" or "-" in value:
+        return None
+    if checksum_type != "FULL_OBJECT" and re.search(r"-\d+\"?$", etag):
+        return None
+    try:
+        digest = base64.b64decode(value, validate=True)
+    except binascii.Error:
+        return None
+    return digest.hex() if len(digest) == 32 else None
+
+
+class S3Source:
+    """The objects under one S3 prefix; paths are relative to the prefix."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        max_connections: int = 32,
+        connect_timeout_s: float = 10.0,
+        read_timeout_s: float = 60.0,
+        environ: Mapping[str, str] | None = None,
+        session: Session | None = None,
+    ) -> None:
+        self.url = url
+        self.bucket, self.prefix = parse_s3_url(url)
+        env = os.environ if environ is None else environ
+        self._endpoint_url = (
+            endpoint_url or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None
+        )
+        self._region = region or env.get("AWS_REGION") or None
+        self._session = session
+        self._config = Config(
+            connect_timeout=connect_timeout_s,
+            read_timeout=read_timeout_s,
+            max_pool_connections=max_connections,
+            retries={"total_max_attempts": 1},
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            # Custom endpoints (MinIO, Ceph, moto, an IP) rarely resolve bucket subdomains.
+            s3={"addressing_style": "path" if self._endpoint_url else "auto"},
+            user_agent_extra="tiergate-fetch",
+        )
+        # Blocking botocore calls and body reads run here, one thread per pooled connection.
+        self._executor = ThreadPoolExecutor(max_connections, thread_name_prefix="tiergate-s3")
+        self._client: _S3Client | None = None
+        self._client_lock = asyncio.Lock()
+
+    def where(self, path: str = "") -> str:
+        """The ``s3://`` URL of a path under the prefix (of the prefix itself when empty)."""
+        return f"s3://{self.bucket}/{self.prefix}{path}"
+
+    async def list_files(self) -> list[FileEntry]:
+        client = await self._get_client()
+        objects = await self._call(partial(self._list_objects, client), self.where())
+        manifest = next((item for item in objects if item.path == MANIFEST_NAME), None)
+        files = [item for item in objects if _is_model_file(item.path)]
+        if not files:
+            raise SourceError(f"{self.where()}: no objects under this prefix")
+        published = await self._manifest_hashes(manifest) if manifest is not None else {}
+        checksums = await self._object_checksums(client, files)
+        entries: list[FileEntry] = []
+        for item in files:
+            sha256 = checksums.get(item.path)
+            listed = published.pop(item.path, None)
+            if listed is not None:
+                if listed.size != item.size or (sha256 is not None and sha256 != listed.sha256):
+                    raise SourceError(
+                        f"{self.where(MANIFEST_NAME)} is stale: it says {item.path} has "
+                        f"{listed.size} bytes and sha256 {listed.sha256}, the object has "
+                        f"{item.size} bytes" + (f" and sha256 {sha256}" if sha256 else "")
+                    )
+                sha256 = sha256 or listed.sha256
+            entries.append(FileEntry(item.path, item.size, sha256))
+        if published:
+            missing = ", ".join(sorted(published)[:5])
+            raise SourceError(
+                f"{self.where(MANIFEST_NAME)} names objects that are not there: {missing}"
+            )
+        return entries
+
+    async def read(self, path: str, start: int, end: int) -> AsyncIterator[bytes]:
+        if not 0 <= start <= end:
+            raise ValueError(f"bad range [{start}, {end}) of {path}")
+        if start == end:
+            return
+        key = self.prefix + path
+        where = self.where(path)
+        client = await self._get_client()
+        response = await self._call(
+            partial(
+                client.get_object, Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end - 1}"
+            ),
+            where,
+        )
+        body = cast(StreamingBody, response["Body"])
+        try:
+            _check_range(response, start, end, where)
+            remaining = end - start
+            while remaining > 0:
+                piece = await self._call(partial(body.read, min(PIECE_BYTES, remaining)), where)
+                if not piece:
+                    raise RetryableError(f"{where}: connection ended {remaining} bytes short")
+                remaining -= len(piece)
+                yield piece
+        finally:
+            # Unread bytes: the connection is dropped rather than drained.
+            body.close()
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _get_client(self) -> _S3Client:
+        async with self._client_lock:
+            if self._client is None:
+                # Creating a client reads botocore's service models from disk.
+                self._client = await self._call(self._make_client, self.where())
+            return self._client
+
+    def _make_client(self) -> _S3Client:
+        session = self._session or Session()
+        region = self._region or session.get_config_variable("region") or DEFAULT_REGION
+        client = session.create_client(
+            "s3", region_name=region, endpoint_url=self._endpoint_url, config=self._config
+        )
+        return cast(_S3Client, client)
+
+    def _list_objects(self, client: _S3Client) -> list[_Object]:
+        found: list[_Object] = []
+        pages = client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self.prefix
+        )
+        for page in pages:
+            for item in page.get("Contents", ()):
+                key: str = item["Key"]
+                if key.endswith("/"):  # a "folder" placeholder, not a file
+                    continue
+                algorithms = item.get("ChecksumAlgorithm")
+                found.append(
+                    _Object(
+                        key[len(self.prefix) :],
+                        int(item["Size"]),
+                        None if algorithms is None else tuple(algorithms),
+                    )
+                )
+        return sorted(found, key=lambda item: item.path)
+
+    async def _object_checksums(self, client: _S3Client, files: list[_Object]) -> dict[str, str]:
+        """Full-object sha256 checksums, from one HEAD per object that may have one."""
+        candidates = [
+            item
+            for item in files
+            if item.checksum_algorithms is None or "SHA256" in item.checksum_algorithms
+        ]
+        found = await asyncio.gather(*(self._head_sha256(client, item) for item in candidates))
+        return {item.path: sha for item, sha in zip(candidates, found, strict=True) if sha}
+
+    async def _head_sha256(self, client: _S3Client, item: _Object) -> str | None:
+        head = await self._call(
+            partial(
+                client.head_object,
+                Bucket=self.bucket,
+                Key=self.prefix + item.path,
+                ChecksumMode="ENABLED",
+            ),
+            self.where(item.path),
+        )
+        return sha256_from_checksum(
+            head.get("ChecksumSHA256"), head.get("ChecksumType"), str(head.get("ETag", ""))
+        )
+
+    async def _manifest_hashes(self, manifest: _Object) -> dict[str, FileEntry]:
+        where = self.where(MANIFEST_NAME)
+        if manifest.size > MANIFEST_MAX_BYTES:
+            raise SourceError(f"{where}: {manifest.size} bytes is too large for a manifest")
+        data = b"".join([piece async for piece in self.read(MANIFEST_NAME, 0, manifest.size)])
+        return {entry.path: entry for entry in parse_manifest(data, where)}
+
+    async def _call(self, function: Callable[[], _T], where: str) -> _T:
+        """Run a blocking botocore call in the source's threads, its errors translated."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, function)
+        except (ClientError, BotoCoreError) as exc:
+            raise _translate(exc, where) from exc
+
+
+def _translate(exc: ClientError | BotoCoreError, where: str) -> FetchError:
+    """The one place botocore's errors become the fetcher's."""
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        message = str(error.get("Message", "")) or code
+        metadata = exc.response.get("ResponseMetadata", {})
+        status = int(metadata.get("HTTPStatusCode", 0))
+        if status == 429 or status >= 500 or code in _TRANSIENT_CODES:
+            headers = metadata.get("HTTPHeaders", {})
+            return RetryableError(
+                f"{where}: {status} {code}: {message}", _retry_after(headers.get("retry-after"))
+            )
+        if code == "InvalidObjectState":
+            return SourceError(f"{where}: archived (its storage class needs a restore first)")
+        if status == 404 or code in _MISSING_CODES:
+            return SourceError(f"{where}: not found ({code or status})")
+        if status in (401, 403) or code in _DENIED_CODES:
+            return SourceError(
+                f"{where}: access denied ({code or status}); check the AWS credentials and the "
+                "bucket policy"
+            )
+        return SourceError(f"{where}: {status} {code}: {message}")
+    if isinstance(
+        exc, ConnectionError | HTTPClientError | IncompleteReadError | CredentialRetrievalError
+    ):
+        return RetryableError(f"{where}: {type(exc).__name__}: {exc}")
+    if isinstance(exc, NoCredentialsError):
+        return SourceError(f"{where}: no AWS credentials found (environment, profile, IRSA, IMDS)")
+    return SourceError(f"{where}: {type(exc).__name__}: {exc}")
+
+
+def _check_range(response: Mapping[str, Any], start: int, end: int, where: str) -> None:
+    status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+    length = int(response.get("ContentLength", -1))
+    if status == 200 and start == 0 and length == end:
+        return  # the whole object, sent as such
+    if status != 206:
+        raise SourceError(f"{where}: the server ignored the Range header (status {status})")
+    if length != end - start or not str(response.get("ContentRange", "")).startswith(
+        f"bytes {start}-{end - 1}/"
+    ):
+        raise RetryableError(
+            f"{where}: asked for bytes {start}-{end - 1}, got {response.get('ContentRange')} "
+            f"({length} bytes)"
+        )
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
+
+
+def _is_model_file(path: str) -> bool:
+    """A listed object that belongs to the model: not the manifest, not fetcher bookkeeping."""
+    if path == MANIFEST_NAME:
+        return False
+    return not any(part.startswith(INTERNAL_PREFIX) for part in path.split("/"))

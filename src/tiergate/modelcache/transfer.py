@@ -1,0 +1,428 @@
+"""Parallel, resumable ranged downloads of a plan's files into a staging directory.
+
+Every file is cut into chunks of ``chunk_bytes``; up to ``connections`` chunks, of one file or
+of several, are read at once. Bytes are written at their offsets as they arrive (through a 1 MiB
+buffer per connection), so memory stays small whatever the chunk size. A chunk is done when its
+bytes are fsync'ed and its index is appended to the file's journal (:mod:`.journal`); a run
+killed at any point re-fetches only the chunks that were in flight. A retry within a run resumes
+a chunk where its last read stopped.
+
+Files are left in ``staging`` at their plan paths, their journals removed once complete; a file
+there at its planned size without a journal is taken as complete (delete it to fetch it again).
+Nothing here hashes: verification does. The byte count of every read is checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import random
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import ParamSpec, TypeVar
+
+from tiergate.modelcache.errors import (
+    FetchError,
+    RetryableError,
+    SourceError,
+    SpaceError,
+)
+from tiergate.modelcache.journal import Journal, JournalState, journal_path, read_journal
+from tiergate.modelcache.plan import FileEntry, Plan
+from tiergate.modelcache.sources.base import Source
+
+MIB = 1 << 20
+# Bytes a connection gathers before one positioned write: few syscalls, little memory.
+_WRITE_BYTES = MIB
+_WRITE_PIECES = 256  # and at most this many pieces in one pwritev (IOV_MAX is 1024 on Linux)
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class TransferSettings:
+    """How a transfer reads: ``connections`` chunks in flight over all files, each of
+    ``chunk_bytes``; ``retries`` per chunk with full-jitter exponential backoff (or the server's
+    ``Retry-After``, at most ``retry_after_max_s``); a read that yields no byte for ``stall_s``
+    is abandoned and retried. Request timeouts are the source's."""
+
+    connections: int = 8
+    chunk_bytes: int = 16 * MIB
+    retries: int = 8
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 30.0
+    retry_after_max_s: float = 600.0
+    stall_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.connections < 1:
+            raise ValueError("connections must be at least 1")
+        if self.chunk_bytes < 1:
+            raise ValueError("chunk_bytes must be at least 1")
+        if self.retries < 0:
+            raise ValueError("retries must not be negative")
+        if min(self.backoff_base_s, self.backoff_max_s, self.retry_after_max_s) < 0:
+            raise ValueError("backoff and Retry-After limits must not be negative")
+        if self.stall_s <= 0:
+            raise ValueError("stall_s must be positive")
+
+    def retry_delay_s(self, attempt: int, retry_after_s: float | None, rng: random.Random) -> float:
+        """Seconds to wait before retry number ``attempt`` (1 for the first): the server's
+        ``Retry-After`` when it sent one, else uniform in [0, min(max, base * 2^(attempt-1)))."""
+        if retry_after_s is not None:
+            return min(max(retry_after_s, 0.0), self.retry_after_max_s)
+        ceiling = self.backoff_base_s * 2.0 ** min(attempt - 1, 60)
+        return rng.uniform(0.0, min(self.backoff_max_s, ceiling))
+
+
+@dataclass(frozen=True, slots=True)
+class TransferStats:
+    """What a transfer did: ``bytes_fetched`` read from the source in this run,
+    ``bytes_resumed`` already on disk from an earlier run, ``retries`` of chunk reads,
+    wall ``seconds``, and ``files`` completed by this run."""
+
+    bytes_fetched: int
+    bytes_resumed: int
+    retries: int
+    seconds: float
+    files: int
+
+
+async def transfer(
+    source: Source,
+    plan: Plan,
+    staging: Path,
+    settings: TransferSettings,
+    on_progress: Callable[[int], None] | None = None,
+    *,
+    rng: random.Random | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> TransferStats:
+    """Fetch every file of ``plan`` from ``source`` to ``staging / entry.path``.
+
+    ``on_progress(n)`` is called on the event loop for every ``n`` bytes written, and once at
+    the start with the bytes already on disk from an earlier run, so that its calls add up to
+    ``plan.total_bytes`` (more when a long read made a chunk start over). ``rng`` (backoff
+    jitter) and ``sleep`` are there for tests.
+
+    Raises :class:`SourceError` for what retrying cannot fix (naming file and range),
+    :class:`FetchError` when a chunk's retries are exhausted, :class:`SpaceError` when the disk
+    fills; the journals stay, so a later run resumes.
+    """
+    run = _Transfer(
+        source, staging, settings, on_progress=on_progress, rng=rng or random.Random(), sleep=sleep
+    )
+    return await run.run(plan)
+
+
+@dataclass(eq=False, slots=True)
+class _FileJob:
+    """One file of the plan that needs bytes, and its open descriptors while it is written."""
+
+    entry: FileEntry
+    path: Path
+    todo: list[int]
+    resume: JournalState | None
+    left: int = 0
+    fd: int = -1
+    journal: Journal | None = None
+    opened: bool = False
+    opening: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+@dataclass(slots=True)
+class _Buffer:
+    """Bytes received and not yet written: the pieces as they came, not copied together."""
+
+    pieces: list[bytes] = field(default_factory=list)
+    size: int = 0
+
+    def add(self, piece: bytes) -> None:
+        self.pieces.append(piece)
+        self.size += len(piece)
+
+    def take(self) -> list[bytes]:
+        pieces, self.pieces, self.size = self.pieces, [], 0
+        return pieces
+
+
+@dataclass(slots=True)
+class _Cursor:
+    """How far a chunk's bytes are written: ``[start, pos)`` of a chunk ``[start, end)``."""
+
+    start: int
+    end: int
+    pos: int
+
+
+class _Transfer:
+    def __init__(
+        self,
+        source: Source,
+        staging: Path,
+        settings: TransferSettings,
+        *,
+        on_progress: Callable[[int], None] | None,
+        rng: random.Random,
+        sleep: Callable[[float], Awaitable[None]],
+    ) -> None:
+        self._source = source
+        self._staging = staging
+        self._settings = settings
+        self._on_progress = on_progress
+        self._rng = rng
+        self._sleep = sleep
+        self._executor: ThreadPoolExecutor | None = None
+        self._to_write = 0
+        self._fetched = 0
+        self._retries = 0
+        self._files = 0
+
+    async def run(self, plan: Plan) -> TransferStats:
+        started = time.monotonic()
+        jobs, resumed, created = await asyncio.to_thread(
+            _scan, plan, self._staging, self._settings.chunk_bytes
+        )
+        self._files = created
+        self._to_write = plan.total_bytes - resumed
+        if self._on_progress is not None and resumed:
+            self._on_progress(resumed)
+        chunks = [(job, index) for job in jobs for index in job.todo]
+        work = iter(chunks)
+        self._executor = ThreadPoolExecutor(
+            max_workers=self._settings.connections, thread_name_prefix="tiergate-disk"
+        )
+        workers = [
+            asyncio.create_task(self._worker(work))
+            for _ in range(min(self._settings.connections, len(chunks)))
+        ]
+        try:
+            if workers:
+                done, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
+                for task in done:
+                    if (error := task.exception()) is not None:
+                        raise error
+        finally:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            # Threads may still be writing to the descriptors: let them end before closing.
+            self._executor.shutdown(wait=True)
+            for job in jobs:
+                _close_quietly(job)
+        return TransferStats(
+            bytes_fetched=self._fetched,
+            bytes_resumed=resumed,
+            retries=self._retries,
+            seconds=time.monotonic() - started,
+            files=self._files,
+        )
+
+    async def _worker(self, work: Iterator[tuple[_FileJob, int]]) -> None:
+        for job, index in work:  # shared by all workers: each takes the next chunk
+            async with job.opening:
+                if not job.opened:
+                    await self._disk(job, _open_job, job, self._settings.chunk_bytes)
+            await self._fetch_chunk(job, index)
+            job.left -= 1
+            if job.left == 0:
+                await self._disk(job, _finish_job, job)
+                self._files += 1
+
+    async def _fetch_chunk(self, job: _FileJob, index: int) -> None:
+        start = index * self._settings.chunk_bytes
+        end = min(start + self._settings.chunk_bytes, job.entry.size)
+        where = f"{job.entry.path} bytes {start}-{end - 1}"
+        cursor = _Cursor(start, end, start)
+        attempt = 0
+        while True:
+            try:
+                await self._stream(job, cursor)
+                break
+            except RetryableError as exc:
+                attempt += 1
+                if attempt > self._settings.retries:
+                    raise FetchError(
+                        f"{where}: giving up after {self._settings.retries} retries: {exc}"
+                    ) from exc
+                self._retries += 1
+                delay = self._settings.retry_delay_s(attempt, exc.retry_after_s, self._rng)
+                await self._sleep(delay)
+            except SpaceError:
+                raise
+            except SourceError as exc:
+                raise SourceError(f"{where}: {exc}") from exc
+            except FetchError as exc:
+                raise FetchError(f"{where}: {exc}") from exc
+        await self._disk(job, _commit_chunk, job, index)
+
+    async def _stream(self, job: _FileJob, cursor: _Cursor) -> None:
+        """Read ``[cursor.pos, cursor.end)`` and write it in place; ``cursor.pos`` follows the
+        bytes written, also when the read fails, so that a retry goes on from there."""
+        buf = _Buffer()
+        try:
+            await self._receive(job, cursor, buf)
+        except RetryableError:
+            await self._flush(job, cursor, buf)  # what arrived before the failure is good
+            raise
+        await self._flush(job, cursor, buf)
+        if cursor.pos != cursor.end:
+            raise RetryableError(f"short read: {cursor.end - cursor.pos} bytes missing")
+
+    async def _receive(self, job: _FileJob, cursor: _Cursor, buf: _Buffer) -> None:
+        loop = asyncio.get_running_loop()
+        stall_s = self._settings.stall_s
+        stream = self._source.read(job.entry.path, cursor.pos, cursor.end)
+        try:
+            async with asyncio.timeout(None) as deadline:
+                pieces = aiter(stream)
+                while True:
+                    deadline.reschedule(loop.time() + stall_s)  # only waits for bytes count
+                    try:
+                        piece = await anext(pieces)
+                    except StopAsyncIteration:
+                        return
+                    deadline.reschedule(None)
+                    if cursor.pos + buf.size + len(piece) > cursor.end:
+                        buf.take()  # a longer body than asked for: trust none of it
+                        cursor.pos = cursor.start
+                        raise RetryableError("long read: more bytes than the range asked for")
+                    buf.add(piece)
+                    if buf.size >= _WRITE_BYTES or len(buf.pieces) >= _WRITE_PIECES:
+                        await self._flush(job, cursor, buf)
+        except TimeoutError as exc:
+            if not deadline.expired():
+                raise
+            raise RetryableError(f"stalled: no bytes for {stall_s:g} s") from exc
+        finally:
+            await _aclose(stream)
+
+    async def _flush(self, job: _FileJob, cursor: _Cursor, buf: _Buffer) -> None:
+        size = buf.size
+        if not size:
+            return
+        await self._disk(job, _write_at, job.fd, buf.take(), cursor.pos)
+        cursor.pos += size
+        self._fetched += size
+        if self._on_progress is not None:
+            self._on_progress(size)
+
+    async def _disk(
+        self, job: _FileJob, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs
+    ) -> _T:
+        """Run a blocking file operation off the event loop; name the disk in its errors."""
+        assert self._executor is not None
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                needed = self._to_write - self._fetched
+                raise SpaceError(
+                    f"no space left under {self._staging} writing {job.entry.path}: "
+                    f"{needed} more bytes are needed to finish"
+                ) from exc
+            raise FetchError(f"cannot write {job.path}: {exc}") from exc
+
+
+def _target(staging: Path, path: str) -> Path:
+    """Where a plan path lands; a path that could escape ``staging`` is refused."""
+    parts = PurePosixPath(path).parts
+    if not parts or path.startswith("/") or "\\" in path or any(p in ("..", ".") for p in parts):
+        raise SourceError(f"refusing unsafe file path {path!r}")
+    return staging.joinpath(*parts)
+
+
+def _scan(plan: Plan, staging: Path, chunk_bytes: int) -> tuple[list[_FileJob], int, int]:
+    """The files that need bytes, the bytes already on disk, and the empty files created."""
+    jobs: list[_FileJob] = []
+    resumed = created = 0
+    for entry in plan.files:
+        path = _target(staging, entry.path)
+        journal = journal_path(path)
+        size = path.stat().st_size if path.is_file() else None
+        if entry.size == 0:
+            if size != 0 or journal.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(b"")
+                journal.unlink(missing_ok=True)
+                created += 1
+            continue
+        n_chunks = -(-entry.size // chunk_bytes)
+        state = read_journal(journal, entry.size, entry.sha256, chunk_bytes, n_chunks)
+        if size == entry.size and state is None and not journal.exists():
+            resumed += entry.size  # complete from an earlier run
+            continue
+        if size != entry.size:
+            state = None
+        done = state.chunks if state is not None else frozenset()
+        todo = [index for index in range(n_chunks) if index not in done]
+        resumed += sum(min(chunk_bytes, entry.size - index * chunk_bytes) for index in done)
+        if not todo:  # every chunk recorded, killed before the journal was removed
+            journal.unlink()
+            continue
+        jobs.append(_FileJob(entry, path, todo, state, left=len(todo)))
+    return jobs, resumed, created
+
+
+def _open_job(job: _FileJob, chunk_bytes: int) -> None:
+    """Open a file and its journal: continue both, or start both over (journal first)."""
+    journal = journal_path(job.path)
+    if job.resume is not None:
+        job.journal = Journal.reopen(journal, job.resume)
+        job.fd = os.open(job.path, os.O_WRONLY)
+    else:
+        job.path.parent.mkdir(parents=True, exist_ok=True)
+        job.journal = Journal.create(journal, job.entry.size, job.entry.sha256, chunk_bytes)
+        job.fd = os.open(job.path, os.O_WRONLY | os.O_CREAT, 0o644)
+        os.ftruncate(job.fd, job.entry.size)
+    job.opened = True
+
+
+def _write_at(fd: int, pieces: list[bytes], offset: int) -> None:
+    """Write ``pieces`` one after the other from ``offset``, without joining them first."""
+    written = os.pwritev(fd, pieces, offset)
+    rest = memoryview(b"".join(pieces))[written:] if written < sum(map(len, pieces)) else None
+    while rest:  # a short write: rare, so the simple way
+        offset += written
+        written = os.pwrite(fd, rest, offset)
+        rest = rest[written:]
+
+
+_fdatasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
+
+
+def _commit_chunk(job: _FileJob, index: int) -> None:
+    """Make a chunk's bytes durable, then record it: the journal never runs ahead of the data."""
+    assert job.journal is not None
+    _fdatasync(job.fd)
+    job.journal.record(index)
+
+
+def _finish_job(job: _FileJob) -> None:
+    """A file is complete: close it and drop its journal, leaving it for verification."""
+    assert job.journal is not None
+    os.close(job.fd)
+    job.fd = -1
+    job.journal.remove()
+    job.journal = None
+
+
+def _close_quietly(job: _FileJob) -> None:
+    """Close what an interrupted transfer left open; its journal stays for the next run."""
+    if job.fd >= 0:
+        os.close(job.fd)
+        job.fd = -1
+    if job.journal is not None:
+        job.journal.close()
+        job.journal = None
+
+
+async def _aclose(stream: AsyncIterator[bytes]) -> None:
+    if isinstance(stream, AsyncGenerator):
+        await stream.aclose()

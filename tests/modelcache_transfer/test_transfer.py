@@ -1,0 +1,292 @@
+"""The transfer engine against a local range server: correct bytes, each fault recovered or
+reported, resume after kill -9 and after a full disk."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import random
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.modelcache_transfer.conftest import Sleeps, fetch
+from tests.modelcache_transfer.range_server import Fault, RangeServer, random_bytes
+from tests.polling import eventually
+from tiergate.modelcache import transfer as transfer_module
+from tiergate.modelcache.errors import FetchError, RetryableError, SourceError, SpaceError
+from tiergate.modelcache.journal import JOURNAL_SUFFIX
+from tiergate.modelcache.plan import FileEntry, Plan
+from tiergate.modelcache.sources.http import HttpSource
+from tiergate.modelcache.transfer import TransferSettings, transfer
+
+KIB = 1 << 10
+CHUNK = 256 * KIB
+SETTINGS = TransferSettings(connections=4, chunk_bytes=CHUNK, stall_s=30.0)
+
+
+def model_files() -> dict[str, bytes]:
+    return {
+        "model-00001-of-00002.safetensors": random_bytes(3 * 1024 * KIB, seed=1),
+        "model-00002-of-00002.safetensors": random_bytes(1024 * KIB + 5, seed=2),
+        "nested/dir/config.json": random_bytes(300, seed=3),
+        "empty.txt": b"",
+    }
+
+
+def assert_staged(staging: Path, files: dict[str, bytes]) -> None:
+    for path, data in files.items():
+        assert (staging / path).read_bytes() == data, path
+    assert not list(staging.rglob(f"*{JOURNAL_SUFFIX}"))
+
+
+def journaled_chunks(staging: Path) -> int:
+    """Chunk lines recorded in all journals under ``staging`` (the header line excluded)."""
+    return sum(
+        max(0, journal.read_bytes().count(b"\n") - 1)
+        for journal in staging.rglob(f"*{JOURNAL_SUFFIX}")
+    )
+
+
+async def test_whole_transfer_writes_every_byte(tmp_path: Path) -> None:
+    files = model_files()
+    async with RangeServer(files) as server:
+        run = await fetch(server.url(), tmp_path, SETTINGS)
+    assert_staged(tmp_path, files)
+    total = sum(map(len, files.values()))
+    assert run.stats.bytes_fetched == total == server.served
+    assert run.stats.bytes_resumed == 0
+    assert run.stats.retries == 0
+    assert run.stats.files == len(files)
+    assert sum(run.progress) == total
+    assert all(end - start <= CHUNK for _, start, end in server.requests)
+    assert 1 <= server.peak_active <= SETTINGS.connections
+
+
+async def test_second_run_on_complete_staging_fetches_nothing(tmp_path: Path) -> None:
+    files = model_files()
+    async with RangeServer(files) as server:
+        await fetch(server.url(), tmp_path, SETTINGS)
+        server.served = 0
+        run = await fetch(server.url(), tmp_path, SETTINGS)
+    assert server.served == run.stats.bytes_fetched == 0
+    assert run.stats.bytes_resumed == sum(map(len, files.values())) == sum(run.progress)
+    assert_staged(tmp_path, files)
+
+
+FAULTS = {
+    "drop mid-range": Fault("drop"),
+    "500": Fault("status", status=500),
+    "429 with Retry-After": Fault("status", status=429, retry_after="7"),
+    "503 with Retry-After": Fault("status", status=503, retry_after="3"),
+    "short body": Fault("short"),
+    "long body": Fault("long"),
+    "200 ignoring Range": Fault("ignore_range", skip=1),
+}
+
+
+@pytest.mark.parametrize("fault", FAULTS.values(), ids=FAULTS.keys())
+async def test_fault_is_retried_and_recovered(tmp_path: Path, sleeps: Sleeps, fault: Fault) -> None:
+    files = model_files()
+    async with RangeServer(files) as server:
+        server.faults.append(fault)
+        run = await fetch(server.url(), tmp_path, SETTINGS, sleeps)
+        assert not server.faults  # the fault was used
+    assert_staged(tmp_path, files)
+    assert run.stats.retries == 1
+    assert len(sleeps.delays) == 1
+    if fault.retry_after is not None:
+        assert sleeps.delays == [float(fault.retry_after)]
+    else:
+        assert 0.0 <= sleeps.delays[0] <= SETTINGS.backoff_base_s
+
+
+async def test_dropped_range_resumes_within_the_chunk(tmp_path: Path, sleeps: Sleeps) -> None:
+    files = {"weights.bin": random_bytes(4 * CHUNK, seed=4)}
+    settings = TransferSettings(connections=1, chunk_bytes=4 * CHUNK)
+    async with RangeServer(files) as server:
+        server.faults.append(Fault("drop"))
+        run = await fetch(server.url(), tmp_path, settings, sleeps)
+    assert_staged(tmp_path, files)
+    assert run.stats.retries == 1
+    (_, first_start, first_end), (_, retry_start, retry_end) = server.requests
+    assert (first_start, first_end, retry_end) == (0, 4 * CHUNK, 4 * CHUNK)
+    # The retry asks only for what had not arrived; nothing is written twice.
+    assert retry_start == run.stats.bytes_fetched - (retry_end - retry_start)
+
+
+async def test_stalled_read_is_abandoned_and_retried(tmp_path: Path, sleeps: Sleeps) -> None:
+    files = {"weights.bin": random_bytes(2 * CHUNK, seed=5)}
+    settings = TransferSettings(connections=2, chunk_bytes=CHUNK, stall_s=0.5)
+    async with RangeServer(files) as server:
+        server.faults.append(Fault("stall"))
+        run = await fetch(server.url(), tmp_path, settings, sleeps)
+        assert not server.faults
+    assert_staged(tmp_path, files)
+    assert run.stats.retries >= 1
+    assert len(server.requests) >= 3
+
+
+async def test_corrupted_bytes_are_left_to_verification(tmp_path: Path) -> None:
+    files = {"weights.bin": random_bytes(2 * CHUNK, seed=6)}
+    async with RangeServer(files) as server:
+        server.faults.append(Fault("corrupt"))
+        run = await fetch(server.url(), tmp_path, SETTINGS)
+    staged = (tmp_path / "weights.bin").read_bytes()
+    assert run.stats.retries == 0
+    assert len(staged) == len(files["weights.bin"])
+    differing = [
+        i for i, (a, b) in enumerate(zip(staged, files["weights.bin"], strict=True)) if a != b
+    ]
+    assert len(differing) == 1
+
+
+async def test_not_found_fails_fast_with_the_url(tmp_path: Path, sleeps: Sleeps) -> None:
+    files = {"weights.bin": random_bytes(2 * CHUNK, seed=8)}
+    async with RangeServer(files) as server:
+        server.faults.append(Fault("status", status=404, times=None))
+        with pytest.raises(SourceError) as caught:
+            await fetch(server.url(), tmp_path, SETTINGS, sleeps)
+        url = server.url("weights.bin")
+    assert url in str(caught.value)
+    assert "404" in str(caught.value)
+    assert sleeps.delays == []
+
+
+async def test_retries_exhausted_names_file_and_range(tmp_path: Path, sleeps: Sleeps) -> None:
+    files = {"weights.bin": random_bytes(CHUNK + 10, seed=9)}
+    settings = TransferSettings(connections=1, chunk_bytes=CHUNK, retries=3)
+    async with RangeServer(files) as server:
+        server.faults.append(Fault("status", status=500, path="weights.bin", skip=1, times=None))
+        with pytest.raises(FetchError) as caught:
+            await fetch(server.url(), tmp_path, settings, sleeps)
+    assert type(caught.value) is FetchError
+    assert f"weights.bin bytes {CHUNK}-{CHUNK + 9}" in str(caught.value)
+    assert "3 retries" in str(caught.value)
+    assert isinstance(caught.value.__cause__, RetryableError)
+    assert len(sleeps.delays) == 3
+    for attempt, delay in enumerate(sleeps.delays, start=1):
+        assert 0.0 <= delay <= settings.backoff_base_s * 2 ** (attempt - 1)
+    # The first chunk is recorded: a later run resumes from it.
+    assert journaled_chunks(tmp_path) == 1
+
+
+async def test_resume_after_kill_refetches_at_most_the_chunks_in_flight(tmp_path: Path) -> None:
+    files = model_files()
+    total = sum(map(len, files.values()))
+    connections, done_before_kill = 4, 5
+    async with RangeServer(files) as server:
+        # The first requests are answered; the later ones send half their range and hang.
+        server.faults.append(Fault("stall", skip=done_before_kill, times=None))
+        child = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(Path(__file__).with_name("_child.py")),
+            server.url(),
+            str(tmp_path),
+            str(connections),
+            str(CHUNK),
+        )
+        try:
+            await eventually(
+                lambda: journaled_chunks(tmp_path) == done_before_kill,
+                timeout_s=30.0,
+                what="chunks journaled by the child",
+            )
+            await eventually(
+                lambda: server.active == connections, what="the child's reads in flight"
+            )
+        finally:
+            child.send_signal(signal.SIGKILL)
+            assert await child.wait() == -signal.SIGKILL
+        served_first = server.served
+        server.faults.clear()
+        server.served = 0
+        settings = TransferSettings(connections=connections, chunk_bytes=CHUNK)
+        run = await fetch(server.url(), tmp_path, settings)
+    assert_staged(tmp_path, files)
+    assert run.stats.bytes_resumed == done_before_kill * CHUNK
+    assert server.served == run.stats.bytes_fetched == total - done_before_kill * CHUNK
+    assert served_first > done_before_kill * CHUNK  # some in-flight bytes were lost
+    assert server.served <= (total - served_first) + connections * CHUNK
+
+
+async def test_disk_full_raises_space_error_and_keeps_the_journal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = {"weights.bin": random_bytes(8 * CHUNK, seed=10)}
+    settings = TransferSettings(connections=1, chunk_bytes=CHUNK)
+    real_write = transfer_module._write_at
+    writes = 0
+
+    def write_until_full(fd: int, data: list[bytes], offset: int) -> None:
+        nonlocal writes
+        writes += 1
+        if writes > 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(fd, data, offset)
+
+    monkeypatch.setattr(transfer_module, "_write_at", write_until_full)
+    async with RangeServer(files) as server:
+        with pytest.raises(SpaceError) as caught:
+            await fetch(server.url(), tmp_path, settings)
+        assert str(tmp_path) in str(caught.value)
+        assert f"{5 * CHUNK} more bytes" in str(caught.value)
+        assert journaled_chunks(tmp_path) == 3
+
+        monkeypatch.setattr(transfer_module, "_write_at", real_write)
+        server.served = 0
+        run = await fetch(server.url(), tmp_path, settings)
+    assert_staged(tmp_path, files)
+    assert run.stats.bytes_resumed == 3 * CHUNK
+    assert server.served == run.stats.bytes_fetched == 5 * CHUNK
+
+
+async def test_journal_for_another_chunk_size_starts_the_file_over(tmp_path: Path) -> None:
+    files = {"weights.bin": random_bytes(4 * CHUNK, seed=11)}
+    async with RangeServer(files) as server:
+        server.faults.append(Fault("status", status=404, skip=2, times=None))
+        with pytest.raises(SourceError):
+            await fetch(server.url(), tmp_path, TransferSettings(connections=1, chunk_bytes=CHUNK))
+        assert journaled_chunks(tmp_path) == 2
+        server.faults.clear()
+        server.served = 0
+        settings = TransferSettings(connections=2, chunk_bytes=2 * CHUNK)
+        run = await fetch(server.url(), tmp_path, settings)
+    assert_staged(tmp_path, files)
+    assert run.stats.bytes_resumed == 0
+    assert server.served == 4 * CHUNK
+
+
+async def test_unsafe_plan_path_is_refused_before_any_request(tmp_path: Path) -> None:
+    files = {"weights.bin": random_bytes(10, seed=12)}
+    async with RangeServer(files) as server:
+        source = HttpSource(server.url("weights.bin"))
+        plan = Plan("x", (FileEntry("../escape.bin", 10),))
+        try:
+            with pytest.raises(SourceError, match="unsafe"):
+                await transfer(source, plan, tmp_path / "staging", SETTINGS)
+        finally:
+            await source.close()
+    assert server.requests == []
+    assert not (tmp_path / "escape.bin").exists()
+
+
+def test_retry_delay_full_jitter_and_retry_after() -> None:
+    settings = TransferSettings(backoff_base_s=0.5, backoff_max_s=4.0, retry_after_max_s=60.0)
+    rng = random.Random(1)
+    for attempt in range(1, 12):
+        delay = settings.retry_delay_s(attempt, None, rng)
+        assert 0.0 <= delay <= min(4.0, 0.5 * 2 ** (attempt - 1))
+    assert settings.retry_delay_s(3, 12.0, rng) == 12.0
+    assert settings.retry_delay_s(3, 3600.0, rng) == 60.0
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"connections": 0}, {"chunk_bytes": 0}, {"retries": -1}, {"stall_s": 0.0}],
+)
+def test_settings_refuse_nonsense(bad: dict[str, int | float]) -> None:
+    with pytest.raises(ValueError, match="must"):
+        TransferSettings(**bad)  # type: ignore[arg-type]
