@@ -16,7 +16,6 @@ argument or ``HF_TOKEN`` / ``HUGGING_FACE_HUB_TOKEN``; a token is never put in a
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import os
 import re
 import time
@@ -37,6 +36,7 @@ from yarl import URL
 
 from tiergate.modelcache.errors import FetchError, RetryableError, SourceError
 from tiergate.modelcache.plan import FileEntry
+from tiergate.modelcache.sources.http import parse_retry_after
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 CHUNK_BYTES = 1024 * 1024
@@ -281,14 +281,7 @@ _RATELIMIT_RESET = re.compile(r";\s*t\s*=\s*(\d+)")
 def retry_after_s(headers: Mapping[str, str], now: float) -> float | None:
     """The wait a server asked for: ``Retry-After`` in seconds or as an HTTP date, else the
     reset time of an IETF ``RateLimit`` header (the Hub sends one with its 429s)."""
-    value = headers.get("Retry-After", "").strip()
-    if value:
-        if value.isdigit():
-            return float(value)
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        return max(0.0, when.timestamp() - now)
+    if headers.get("Retry-After", "").strip():
+        return parse_retry_after(headers["Retry-After"], now)
     match = _RATELIMIT_RESET.search(headers.get("RateLimit", ""))
     return float(match.group(1)) if match else None
