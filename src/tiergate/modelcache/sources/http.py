@@ -80,15 +80,95 @@ def sha256_from_etag(value: str | None) -> str | None:
     return tag if _SHA256.fullmatch(tag) else None
 
 
-def _raise_for_status(response: aiohttp.ClientResponse, what: str) -> None:
+def _raise_for_status(
+    response: aiohttp.ClientResponse,
+    what: str,
+    explain: Mapping[int, str] | None = None,
+    code: str | None = None,
+) -> None:
+    """Raise for an error status; ``code`` is the error code the body named (S3's ``<Code>``)."""
     status = response.status
     if status < 300:
         return
-    message = f"{what}: HTTP {status} {response.reason or ''}".rstrip()
+    message = f"{what}: HTTP {status} {code or response.reason or ''}".rstrip()
+    if explain and status in explain:
+        message = f"{what}: {explain[status]} ({code + ', ' if code else ''}HTTP {status})"
     if status in (408, 429) or status >= 500:
         retry_after = parse_retry_after(response.headers.get("Retry-After"), time.time())
         raise RetryableError(message, retry_after_s=retry_after)
     raise SourceError(message)
+
+
+async def read_range(
+    session: aiohttp.ClientSession,
+    url: str,
+    start: int,
+    end: int,
+    *,
+    what: str,
+    headers: Mapping[str, str],
+    limits: aiohttp.ClientTimeout,
+    size: int | None = None,
+    explain: Mapping[int, str] | None = None,
+) -> AsyncIterator[bytes]:
+    """Bytes ``[start, end)`` of the object at ``url`` as they arrive (a ranged ``GET``).
+
+    Errors name ``what``, never ``url`` (a presigned URL carries a signature). A 206 must carry
+    the matching Content-Range; a 200 answers only a range that is the whole object (``size``).
+    ``explain`` words error statuses in the source's terms (404: "not found").
+    """
+    if end <= start:
+        return
+    asked = {**headers, "Range": f"bytes={start}-{end - 1}", "Accept-Encoding": "identity"}
+    try:
+        async with session.get(
+            url,
+            headers=asked,
+            timeout=limits,
+            read_bufsize=_READ_BUFFER_BYTES,
+            auto_decompress=False,
+        ) as response:
+            if response.status >= 300:
+                found = _ERROR_CODE.search(await response.content.read(_ERROR_BODY_BYTES))
+                code = found[1].decode("ascii") if found else None
+                _raise_for_status(response, what, explain, code)
+            _check_range(response, start, end, size, what)
+            async for piece in response.content.iter_chunked(_PIECE_BYTES):
+                yield piece
+    except (aiohttp.ClientSSLError, aiohttp.InvalidURL) as exc:
+        raise SourceError(f"{what}: {type(exc).__name__}") from exc
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise RetryableError(f"{what}: {type(exc).__name__}: {_without_url(exc)}") from exc
+
+
+_ERROR_CODE = re.compile(rb"<Code>([A-Za-z0-9.]{1,64})</Code>")  # S3 and compatible stores
+_ERROR_BODY_BYTES = 4096
+
+
+def _without_url(exc: BaseException) -> str:
+    """An aiohttp error's text without the request URL some of them quote."""
+    text = str(exc)
+    request = getattr(exc, "request_info", None)
+    if request is not None:
+        text = text.replace(str(request.real_url), "<url>")
+    return text
+
+
+def _check_range(
+    response: aiohttp.ClientResponse, start: int, end: int, size: int | None, what: str
+) -> None:
+    if response.status == 206:
+        match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
+        if match is None or (int(match[1]), int(match[2]) + 1) != (start, end):
+            got = response.headers.get("Content-Range")
+            raise RetryableError(f"{what}: answered with Content-Range {got!r}")
+        return
+    # A whole-file 200 answers a range only when the range is the whole file.
+    if response.status == 200 and start == 0 and (response.content_length or size) == end:
+        return
+    raise RetryableError(
+        f"{what}: HTTP {response.status} without the range (the server ignored Range)"
+    )
 
 
 class HttpSource:
@@ -136,28 +216,19 @@ class HttpSource:
 
     async def read(self, path: str, start: int, end: int) -> AsyncIterator[bytes]:
         """Yield bytes ``[start, end)`` of ``path`` as they arrive."""
-        if end <= start:
-            return
         url = self._url_of(path)
-        what = f"GET {url} bytes {start}-{end - 1}"
-        headers = {**self._headers, "Range": f"bytes={start}-{end - 1}"}
-        headers["Accept-Encoding"] = "identity"
-        try:
-            async with self._client().get(
-                url,
-                headers=headers,
-                timeout=self._read_timeout,
-                read_bufsize=_READ_BUFFER_BYTES,
-                auto_decompress=False,
-            ) as response:
-                _raise_for_status(response, what)
-                self._check_range(response, path, start, end, what)
-                async for piece in response.content.iter_chunked(_PIECE_BYTES):
-                    yield piece
-        except (aiohttp.ClientSSLError, aiohttp.InvalidURL) as exc:
-            raise SourceError(f"{what}: {exc}") from exc
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise RetryableError(f"{what}: {type(exc).__name__}: {exc}") from exc
+        pieces = read_range(
+            self._client(),
+            url,
+            start,
+            end,
+            what=f"GET {url} bytes {start}-{end - 1}",
+            headers=self._headers,
+            limits=self._read_timeout,
+            size=self._sizes.get(path),
+        )
+        async for piece in pieces:
+            yield piece
 
     async def close(self) -> None:
         if self._own_session and self._session is not None:
@@ -179,23 +250,6 @@ class HttpSource:
             return self._single[1]
         assert self._base is not None
         return self._base + quote(path)
-
-    def _check_range(
-        self, response: aiohttp.ClientResponse, path: str, start: int, end: int, what: str
-    ) -> None:
-        if response.status == 206:
-            match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
-            if match is None or (int(match[1]), int(match[2]) + 1) != (start, end):
-                got = response.headers.get("Content-Range")
-                raise RetryableError(f"{what}: answered with Content-Range {got!r}")
-            return
-        # A whole-file 200 answers a range only when the range is the whole file.
-        length = response.content_length
-        if response.status == 200 and start == 0 and (length or self._sizes.get(path)) == end:
-            return
-        raise RetryableError(
-            f"{what}: HTTP {response.status} without the range (the server ignored Range)"
-        )
 
     async def _head(self, name: str, url: str) -> FileEntry:
         what = f"HEAD {url}"

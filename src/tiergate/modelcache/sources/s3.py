@@ -27,6 +27,7 @@ from functools import partial
 from typing import Any, Protocol, TypeVar, cast
 from urllib.parse import urlsplit
 
+import aiohttp
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -38,14 +39,20 @@ from botocore.exceptions import (
     NoCredentialsError,
 )
 from botocore.paginate import Paginator
-from botocore.response import StreamingBody
 from botocore.session import Session
 
 from tiergate.modelcache.errors import FetchError, RetryableError, SourceError
 from tiergate.modelcache.manifest import INTERNAL_PREFIX, MANIFEST_NAME, parse_manifest
 from tiergate.modelcache.plan import FileEntry
+from tiergate.modelcache.sources.http import read_range
 
 PIECE_BYTES = 1024 * 1024
+# How a presigned read's error statuses read for an operator.
+_READ_STATUSES = {
+    403: "access denied; check the AWS credentials and the bucket policy",
+    404: "not found",
+    416: "range not satisfiable (the object changed since it was listed?)",
+}
 # A manifest names files and hashes: anything near this size is not one.
 MANIFEST_MAX_BYTES = 64 * 1024 * 1024
 DEFAULT_REGION = "us-east-1"
@@ -93,6 +100,13 @@ class _S3Client(Protocol):
     def head_object(self, **kwargs: Any) -> dict[str, Any]: ...
 
     def get_object(self, **kwargs: Any) -> dict[str, Any]: ...
+
+    def generate_presigned_url(
+        self,
+        method: str,
+        Params: Mapping[str, Any],  # noqa: N803 - botocore's names
+        ExpiresIn: int,  # noqa: N803
+    ) -> str: ...
 
     def get_paginator(self, operation_name: str) -> Paginator[Any]: ...
 
@@ -168,11 +182,16 @@ class S3Source:
             # Custom endpoints (MinIO, Ceph, moto, an IP) rarely resolve bucket subdomains.
             s3={"addressing_style": "path" if self._endpoint_url else "auto"},
             user_agent_extra="tiergate-fetch",
+            signature_version="s3v4",  # presigned reads: SigV2 is refused in most regions
         )
         # Blocking botocore calls and body reads run here, one thread per pooled connection.
         self._executor = ThreadPoolExecutor(max_connections, thread_name_prefix="tiergate-s3")
         self._client: _S3Client | None = None
         self._client_lock = asyncio.Lock()
+        self._http_session: aiohttp.ClientSession | None = None
+        self._read_limits = aiohttp.ClientTimeout(
+            total=None, sock_connect=connect_timeout_s, sock_read=read_timeout_s
+        )
 
     def where(self, path: str = "") -> str:
         """The ``s3://`` URL of a path under the prefix (of the prefix itself when empty)."""
@@ -208,34 +227,45 @@ class S3Source:
         return entries
 
     async def read(self, path: str, start: int, end: int) -> AsyncIterator[bytes]:
+        """Bytes ``[start, end)`` of an object: a presigned ``GET`` (SigV4 in the query,
+        signed in a worker thread by botocore) read by aiohttp, the same fast path as
+        ``https://`` sources. Errors name the ``s3://`` URL, never the presigned one."""
         if not 0 <= start <= end:
             raise ValueError(f"bad range [{start}, {end}) of {path}")
         if start == end:
             return
-        key = self.prefix + path
         where = self.where(path)
         client = await self._get_client()
-        response = await self._call(
-            partial(
-                client.get_object, Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end - 1}"
-            ),
+        params = {"Bucket": self.bucket, "Key": self.prefix + path}
+        url = await self._call(
+            partial(client.generate_presigned_url, "get_object", Params=params, ExpiresIn=900),
             where,
         )
-        body = cast(StreamingBody, response["Body"])
-        try:
-            _check_range(response, start, end, where)
-            remaining = end - start
-            while remaining > 0:
-                piece = await self._call(partial(body.read, min(PIECE_BYTES, remaining)), where)
-                if not piece:
-                    raise RetryableError(f"{where}: connection ended {remaining} bytes short")
-                remaining -= len(piece)
-                yield piece
-        finally:
-            # Unread bytes: the connection is dropped rather than drained.
-            body.close()
+        pieces = read_range(
+            self._http(),
+            url,
+            start,
+            end,
+            what=where,
+            headers={},
+            limits=self._read_limits,
+            explain=_READ_STATUSES,
+        )
+        async for piece in pieces:
+            yield piece
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._http_session is None:
+            # No pool limit of its own: the transfer bounds how many reads are in flight.
+            self._http_session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0), auto_decompress=False
+            )
+        return self._http_session
 
     async def close(self) -> None:
+        session, self._http_session = self._http_session, None
+        if session is not None:
+            await session.close()
         client, self._client = self._client, None
         if client is not None:
             client.close()
