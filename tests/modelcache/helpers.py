@@ -129,10 +129,14 @@ class DirectoryServer(LoopbackServer):
             return web.Response(status=500, text="injected failure")
         if not file.is_file():
             raise web.HTTPNotFound()
+        data = file.read_bytes()  # small files; no FileResponse: a client that hangs up
+        size = len(data)  # mid-sendfile left its file open (a ResourceWarning in this process)
+        ranges = request.http_range
+        start = ranges.start or 0
+        stop = size if ranges.stop is None else min(ranges.stop, size)
         if path != "tiergate-manifest.json":
-            size = file.stat().st_size
-            ranges = request.http_range
-            start = ranges.start or 0
-            stop = size if ranges.stop is None else min(ranges.stop, size)
             self.requested[path] += stop - start
-        return web.FileResponse(file)
+        if "Range" not in request.headers:
+            return web.Response(body=data)
+        headers = {"Content-Range": f"bytes {start}-{stop - 1}/{size}"}
+        return web.Response(status=206, body=data[start:stop], headers=headers)

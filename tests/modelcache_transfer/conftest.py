@@ -35,6 +35,7 @@ class Run:
     stats: TransferStats
     plan: Plan
     progress: list[int] = field(default_factory=list)
+    done: list[str] = field(default_factory=list)  # files announced complete, in order
 
 
 async def fetch(
@@ -43,6 +44,7 @@ async def fetch(
     """List ``url`` and transfer all of it into ``staging``, with a seeded jitter."""
     source = HttpSource(url)
     progress: list[int] = []
+    done: list[str] = []
     try:
         plan = Plan(url, tuple(await source.list_files()))
         stats = await transfer(
@@ -51,9 +53,10 @@ async def fetch(
             staging,
             settings,
             progress.append,
+            on_file_done=lambda entry: done.append(entry.path),
             rng=random.Random(7),
             sleep=sleep or Sleeps(),
         )
     finally:
         await source.close()
-    return Run(stats, plan, progress)
+    return Run(stats, plan, progress, done)

@@ -61,6 +61,9 @@ async def test_whole_transfer_writes_every_byte(tmp_path: Path) -> None:
     assert run.stats.retries == 0
     assert run.stats.files == len(files)
     assert sum(run.progress) == total
+    # Each file with bytes is announced once, when complete on disk (hashing may start then);
+    # an empty file is made whole before any transfer and left to the caller.
+    assert sorted(run.done) == sorted(path for path, data in files.items() if data)
     assert all(end - start <= CHUNK for _, start, end in server.requests)
     assert 1 <= server.peak_active <= SETTINGS.connections
 
@@ -72,6 +75,7 @@ async def test_second_run_on_complete_staging_fetches_nothing(tmp_path: Path) ->
         server.served = 0
         run = await fetch(server.url(), tmp_path, SETTINGS)
     assert server.served == run.stats.bytes_fetched == 0
+    assert run.done == []  # nothing written by this run: nothing announced
     assert run.stats.bytes_resumed == sum(map(len, files.values())) == sum(run.progress)
     assert_staged(tmp_path, files)
 

@@ -28,7 +28,7 @@ from tiergate.modelcache.safetensors import check_model
 from tiergate.modelcache.select import check_space, select
 from tiergate.modelcache.sources.base import Source
 from tiergate.modelcache.transfer import TransferSettings, transfer
-from tiergate.modelcache.verify import sha256_files
+from tiergate.modelcache.verify import sha256_file, sha256_files
 
 MB = 1_000_000
 
@@ -248,14 +248,26 @@ class _Fetcher:
         pending = todo
         for attempt in range(max_repairs + 1):
             self.progress.phase("download", pending.total_bytes)
-            stats = await transfer(
-                self.source, pending, self.staging, self.settings, self.progress.advance
-            )
-            self.run_state.transferred += stats.bytes_fetched
-            self.run_state.retries += stats.retries
-            self.progress.phase("verify", pending.total_bytes)
-            paths = {entry.path: self.staging / entry.path for entry in pending.files}
-            actual = await sha256_files(
+            # Each file is hashed as soon as it is complete, while later files download.
+            early = _EarlyHashes(self.staging, self.hash_parallel)
+            try:
+                stats = await transfer(
+                    self.source,
+                    pending,
+                    self.staging,
+                    self.settings,
+                    self.progress.advance,
+                    on_file_done=early.start,
+                )
+                self.run_state.transferred += stats.bytes_fetched
+                self.run_state.retries += stats.retries
+                actual = await early.results()
+            finally:
+                await early.close()
+            rest = [entry for entry in pending.files if entry.path not in actual]
+            self.progress.phase("verify", sum(entry.size for entry in rest))
+            paths = {entry.path: self.staging / entry.path for entry in rest}
+            actual |= await sha256_files(
                 paths, parallel=self.hash_parallel, on_progress=self.progress.advance
             )
             self.run_state.verified += len(actual)
@@ -280,3 +292,32 @@ class _Fetcher:
             self.run_state.repairs += len(bad)
             pending = Plan(todo.source, tuple(entry for entry, _ in bad))
         raise AssertionError("unreachable")
+
+
+class _EarlyHashes:
+    """sha256 of files hashed while the transfer goes on, at most ``parallel`` at a time."""
+
+    def __init__(self, staging: Path, parallel: int) -> None:
+        self._staging = staging
+        self._slots = asyncio.Semaphore(parallel)
+        self._tasks: dict[str, asyncio.Task[str]] = {}
+        self._hashing: set[str] = set()
+
+    def start(self, entry: FileEntry) -> None:
+        self._tasks[entry.path] = asyncio.create_task(self._hash(entry.path))
+
+    async def _hash(self, path: str) -> str:
+        async with self._slots:
+            self._hashing.add(path)
+            return await sha256_file(self._staging / path)
+
+    async def results(self) -> dict[str, str]:
+        return {path: await task for path, task in self._tasks.items()}
+
+    async def close(self) -> None:
+        """Drop the hashes not begun; let those reading a file finish (a worker thread cannot
+        be interrupted, and its open file would be left behind)."""
+        for path, task in self._tasks.items():
+            if path not in self._hashing:
+                task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)

@@ -100,6 +100,7 @@ async def transfer(
     settings: TransferSettings,
     on_progress: Callable[[int], None] | None = None,
     *,
+    on_file_done: Callable[[FileEntry], None] | None = None,
     rng: random.Random | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> TransferStats:
@@ -107,15 +108,23 @@ async def transfer(
 
     ``on_progress(n)`` is called on the event loop for every ``n`` bytes written, and once at
     the start with the bytes already on disk from an earlier run, so that its calls add up to
-    ``plan.total_bytes`` (more when a long read made a chunk start over). ``rng`` (backoff
-    jitter) and ``sleep`` are there for tests.
+    ``plan.total_bytes`` (more when a long read made a chunk start over). ``on_file_done(entry)``
+    is called on the event loop as each file this run writes is complete on disk, so that the
+    caller can hash it while later files download. ``rng`` (backoff jitter) and ``sleep`` are
+    there for tests.
 
     Raises :class:`SourceError` for what retrying cannot fix (naming file and range),
     :class:`FetchError` when a chunk's retries are exhausted, :class:`SpaceError` when the disk
     fills; the journals stay, so a later run resumes.
     """
     run = _Transfer(
-        source, staging, settings, on_progress=on_progress, rng=rng or random.Random(), sleep=sleep
+        source,
+        staging,
+        settings,
+        on_progress=on_progress,
+        on_file_done=on_file_done,
+        rng=rng or random.Random(),
+        sleep=sleep,
     )
     return await run.run(plan)
 
@@ -168,10 +177,12 @@ class _Transfer:
         settings: TransferSettings,
         *,
         on_progress: Callable[[int], None] | None,
+        on_file_done: Callable[[FileEntry], None] | None,
         rng: random.Random,
         sleep: Callable[[float], Awaitable[None]],
     ) -> None:
         self._source = source
+        self._on_file_done = on_file_done
         self._staging = staging
         self._settings = settings
         self._on_progress = on_progress
@@ -233,6 +244,8 @@ class _Transfer:
             if job.left == 0:
                 await self._disk(job, _finish_job, job)
                 self._files += 1
+                if self._on_file_done is not None:
+                    self._on_file_done(job.entry)
 
     async def _fetch_chunk(self, job: _FileJob, index: int) -> None:
         start = index * self._settings.chunk_bytes
