@@ -119,7 +119,7 @@ class Health:
 
     def succeeded(self) -> None:
         if not self.ok:
-            self.ok = True
+            # The line before the flag: whoever sees ``ok`` again also finds the line logged.
             log.warning(
                 "ledger %s: %s working again after %d failed attempts",
                 self._store,
@@ -127,3 +127,4 @@ class Health:
                 self._failures,
             )
             self._failures = 0
+            self.ok = True

@@ -281,8 +281,8 @@ class PostgresStore:
                 except DOWN as exc:
                     self._writes.failed(exc)
                     return False
-                self._pending.remove(len(batch))
                 self._writes.succeeded()
+                self._pending.remove(len(batch))
             return True
 
 

@@ -341,8 +341,9 @@ class SQLiteStore:
                 if connection.in_transaction:
                     connection.execute("ROLLBACK")
                 raise
-            self._pending.remove(len(batch))
+            # Health first: a flush() that sees the records written also sees writes working.
             self._writes.succeeded()
+            self._pending.remove(len(batch))
 
     def _answer_waiters(self, failed: BaseException | None) -> None:
         """Resolve the flushes whose records are written; fail them all when a write failed."""
