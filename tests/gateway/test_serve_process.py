@@ -77,6 +77,7 @@ async def serve(tmp_path: Path) -> AsyncIterator[StartServe]:
             sys.executable, "-m", "tiergate", "serve", "-c", str(spec),
             "--host", "127.0.0.1", "--port", str(port), *extra_args,
             stdout=log_file, stderr=asyncio.subprocess.STDOUT, env=dict(os.environ),
+            start_new_session=True,  # its own process group: --workers children die with it
         )  # fmt: skip
         http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         handle = ServeProcess(proc, port, spec, log, http)
@@ -97,8 +98,9 @@ async def serve(tmp_path: Path) -> AsyncIterator[StartServe]:
     yield start
     for handle in started:
         await handle.http.close()
-        if handle.proc.returncode is None:
-            handle.proc.kill()
+        # The whole group: SIGKILL of the parent alone would orphan its --workers children.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(handle.proc.pid, signal.SIGKILL)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(handle.proc.wait(), 10)
     for log_file in logs:
