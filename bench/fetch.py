@@ -44,7 +44,6 @@ import os
 import platform
 import resource
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -54,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 import fetch_servers as servers
+import procs
 from fetch_report import Measured, Part, render_part, to_json
 from procs import BenchError
 
@@ -497,14 +497,9 @@ def _run_parts(args: argparse.Namespace) -> list[Part]:
     return parts
 
 
-def _exit_on_sigterm(signum: int, _frame: object) -> None:
-    # SystemExit unwinds through every try/finally, so the started processes are stopped.
-    sys.exit(128 + signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    procs.exit_on_sigterm()
     machine = machine_info(args)
     try:
         parts = run_benchmark(args)

@@ -31,7 +31,6 @@ import argparse
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -261,15 +260,10 @@ def run_benchmark(args: argparse.Namespace) -> BenchResults:
     return results
 
 
-def _exit_on_sigterm(signum: int, _frame: object) -> None:
-    # SystemExit unwinds through every try/finally, so the started processes are stopped.
-    sys.exit(128 + signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print the report; 1 with a message on a setup failure."""
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    procs.exit_on_sigterm()
     try:
         preflight(args.only)
         # Keep the harness itself (mostly asleep) off the gateway's core.

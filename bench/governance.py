@@ -41,7 +41,6 @@ import importlib.metadata
 import os
 import platform
 import shutil
-import signal
 import sqlite3
 import statistics
 import subprocess
@@ -463,15 +462,10 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-def _exit_on_sigterm(signum: int, _frame: object) -> None:
-    # SystemExit unwinds through every try/finally, so the started processes are stopped.
-    sys.exit(128 + signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run both parts and print the report; 1 with a message on a setup failure."""
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    procs.exit_on_sigterm()
     try:
         preflight()
         runs = len(args.concurrency) * 2 * len(VARIANTS) * (args.rounds * args.duration + 1)

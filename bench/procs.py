@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -238,3 +239,12 @@ def wait_idle(
         quiet = quiet + 1 if after - before < busy_share * window_s else 0
         before = after
     return time.monotonic() - started
+
+
+def exit_on_sigterm() -> None:
+    """Make SIGTERM a SystemExit, which unwinds every try/finally: started processes stop."""
+
+    def handler(signum: int, _frame: object) -> None:
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)

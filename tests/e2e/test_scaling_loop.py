@@ -32,6 +32,7 @@ from tiergate.spec import parse_fleet
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 DEPLOYMENT = "vllm-m"
 SPEED = 17.0  # the 8B model's ~35 s load on NVMe becomes ~2 s
+MIN_REPLICAS = 1
 MAX_REPLICAS = 3
 PER_REPLICA_RPS = 4.0
 DOWN_STABILIZATION_S = 6.0
@@ -43,19 +44,22 @@ DRAIN_S = 4.0
 Trace = Sequence[tuple[float, float]]
 
 
-def fleet_text(url: str, cold_start_s: float) -> str:
+def fleet_text(
+    signals: str, cold_start_s: float, down_stabilization_s: float = DOWN_STABILIZATION_S
+) -> str:
+    """The one-entry fleet both loop tests scale; ``signals`` is the entry's YAML flow map."""
     return f"""\
 models:
   - {{name: m, provider: openai-compatible, baseUrl: "http://vllm:8000/v1", model: m, costPer1kTokens: 1}}
 scaling:
   - deployment: {DEPLOYMENT}
     mode: tiergate
-    minReplicas: 1
+    minReplicas: {MIN_REPLICAS}
     maxReplicas: {MAX_REPLICAS}
     coldStartS: {cold_start_s:g}
     targets: {{requestsPerReplicaS: {PER_REPLICA_RPS:g}}}
-    windows: {{stableS: 6, panicS: 2, scaleDownStabilizationS: {DOWN_STABILIZATION_S:g}}}
-    signals: {{scrape: {{urls: ["{url}"]}}}}
+    windows: {{stableS: 6, panicS: 2, scaleDownStabilizationS: {down_stabilization_s:g}}}
+    signals: {signals}
 """
 
 
@@ -148,7 +152,9 @@ async def test_replicas_follow_a_rising_then_falling_trace() -> None:
         await pool.scale_to(1, cold=False)
         (first,) = pool.ready()
         spec = parse_fleet(
-            fleet_text(f"{first.origin}/metrics", pool.cold_start_s), "f.yaml", env={}
+            fleet_text(f'{{scrape: {{urls: ["{first.origin}/metrics"]}}}}', pool.cold_start_s),
+            "f.yaml",
+            env={},
         )
         controller = Controller(spec.scaling, http, clock=time.monotonic, replicas=pool)
         (item,) = controller.scaled.values()

@@ -26,12 +26,13 @@ import aiohttp
 from tests.e2e.test_scaling_loop import (
     DEPLOYMENT,
     MAX_REPLICAS,
-    PER_REPLICA_RPS,
+    MIN_REPLICAS,
     STEP_S,
     Load,
     actuate,
     arrivals,
     emulator_config,
+    fleet_text,
     print_timeline,
 )
 from tests.polling import eventually
@@ -43,30 +44,12 @@ from tiergate.scaling.signals import label_selector
 from tiergate.scaling.snapshot import Role
 from tiergate.spec import parse_fleet
 
-MIN_REPLICAS = 1
 WINDOW_S = 6.0  # PromQL rate window: six scrapes
 DOWN_STABILIZATION_S = 10.0
 # (seconds, requests per second): rises past what MAX_REPLICAS carry, then falls to a trickle.
 TRACE = ((3.0, 2.0), (12.0, 16.0), (17.0, 1.0))
 DRAIN_S = 2.0
 SELECTOR = label_selector(deployment=DEPLOYMENT)
-
-
-def fleet_text(prometheus: str, cold_start_s: float) -> str:
-    return f"""\
-models:
-  - {{name: m, provider: openai-compatible, baseUrl: "http://vllm:8000/v1", model: m, costPer1kTokens: 1}}
-scaling:
-  - deployment: {DEPLOYMENT}
-    mode: tiergate
-    minReplicas: {MIN_REPLICAS}
-    maxReplicas: {MAX_REPLICAS}
-    coldStartS: {cold_start_s:g}
-    targets: {{requestsPerReplicaS: {PER_REPLICA_RPS:g}}}
-    windows: {{stableS: 6, panicS: 2, scaleDownStabilizationS: {DOWN_STABILIZATION_S:g}}}
-    signals:
-      prometheus: {{url: "{prometheus}", windowS: {WINDOW_S:g}, selector: '{SELECTOR}'}}
-"""
 
 
 def prometheus_config(targets: Path) -> dict[str, Any]:
@@ -118,7 +101,9 @@ async def test_replicas_follow_a_trace_through_prometheus(tmp_path: Path) -> Non
         async with running_prometheus(
             prometheus_config(targets.path), tmp_path / "prometheus"
         ) as prometheus:
-            spec = parse_fleet(fleet_text(prometheus.url, pool.cold_start_s), "f.yaml", env={})
+            signals = f"{{prometheus: {{url: '{prometheus.url}', windowS: {WINDOW_S:g}, selector: '{SELECTOR}'}}}}"
+            text = fleet_text(signals, pool.cold_start_s, DOWN_STABILIZATION_S)
+            spec = parse_fleet(text, "f.yaml", env={})
             controller = Controller(spec.scaling, http, clock=time.monotonic, replicas=pool)
             (item,) = controller.scaled.values()
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 
+import pytest
+
 from tiergate.modelcache.fetch import FetchSummary
 from tiergate.modelcache.progress import (
     JsonLinesProgress,
@@ -51,11 +53,16 @@ def test_json_chosen_off_a_terminal() -> None:
     assert isinstance(make_progress(json_lines=False, stream=io.StringIO()), JsonLinesProgress)
 
 
-def test_rich_progress_runs() -> None:
+def test_rich_progress_draws_each_phase_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
     progress = RichProgress()
     progress.phase("download", 100)
     progress.advance(100)
+    progress.phase("verify", 100)
     progress.close()
+    drawn = capsys.readouterr()
+    assert drawn.out == ""
+    assert "download" in drawn.err
+    assert "verify" in drawn.err
 
 
 SUMMARY = FetchSummary(

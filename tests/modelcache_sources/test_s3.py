@@ -20,7 +20,8 @@ from moto.server import ThreadedMotoServer
 
 from tiergate.modelcache.errors import RetryableError, SourceError
 from tiergate.modelcache.plan import FileEntry
-from tiergate.modelcache.sources.s3 import PIECE_BYTES, S3Source, sha256_from_checksum
+from tiergate.modelcache.sources.http import PIECE_BYTES
+from tiergate.modelcache.sources.s3 import S3Source, sha256_from_checksum
 
 SECRET = "moto-secret-key-never-shown"
 

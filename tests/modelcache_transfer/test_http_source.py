@@ -75,7 +75,7 @@ async def test_bad_manifest_is_a_source_error(manifest: bytes) -> None:
     async with RangeServer({}, manifest=manifest) as server:
         source = HttpSource(server.url())
         try:
-            with pytest.raises(SourceError, match="not a tiergate manifest"):
+            with pytest.raises(SourceError, match=r"tiergate-manifest\.json: invalid manifest"):
                 await source.list_files()
         finally:
             await source.close()

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tiergate.modelcache.errors import SourceError
 from tiergate.modelcache.plan import FileEntry
@@ -33,6 +33,15 @@ class _ManifestFile(BaseModel):
     size: int = Field(ge=0)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
+    @field_validator("path")
+    @classmethod
+    def _relative(cls, path: str) -> str:
+        # A manifest names files under the model's root, never outside it (DEST is written).
+        parts = path.split("/")
+        if path.startswith("/") or "\\" in path or any(p in ("", ".", "..") for p in parts):
+            raise ValueError(f"not a plain relative path: {path!r}")
+        return path
+
 
 class _Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -49,7 +58,8 @@ def parse_manifest(data: bytes | str, where: str) -> list[FileEntry]:
         first = exc.errors()[0]
         location = ".".join(str(part) for part in first["loc"])
         raise SourceError(f"{where}: invalid manifest at {location}: {first['msg']}") from exc
-    return [FileEntry(item.path, item.size, item.sha256) for item in manifest.files]
+    files = sorted(manifest.files, key=lambda item: item.path)
+    return [FileEntry(item.path, item.size, item.sha256) for item in files]
 
 
 def read_manifest(directory: Path) -> list[FileEntry] | None:

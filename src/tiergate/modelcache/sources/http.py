@@ -19,42 +19,19 @@ import re
 import time
 from collections.abc import AsyncIterator, Mapping
 from posixpath import basename
-from typing import Literal
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tiergate.modelcache.errors import RetryableError, SourceError
+from tiergate.modelcache.manifest import MANIFEST_NAME, parse_manifest
 from tiergate.modelcache.plan import FileEntry
 
-MANIFEST_NAME = "tiergate-manifest.json"
 _MANIFEST_MAX_BYTES = 64 << 20
-_PIECE_BYTES = 256 << 10
+PIECE_BYTES = 256 << 10  # the most a read yields at once
 _READ_BUFFER_BYTES = 1 << 20
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
-
-
-class _ManifestFile(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    path: str
-    size: int = Field(ge=0)
-    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
-
-    @field_validator("path")
-    @classmethod
-    def _relative(cls, path: str) -> str:
-        parts = path.split("/")
-        if path.startswith("/") or "\\" in path or any(p in ("", ".", "..") for p in parts):
-            raise ValueError(f"not a plain relative path: {path!r}")
-        return path
-
-
-class _Manifest(BaseModel):
-    version: Literal[1]
-    files: list[_ManifestFile]
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
@@ -133,7 +110,7 @@ async def read_range(
                 code = found[1].decode("ascii") if found else None
                 _raise_for_status(response, what, explain, code)
             _check_range(response, start, end, size, what)
-            async for piece in response.content.iter_chunked(_PIECE_BYTES):
+            async for piece in response.content.iter_chunked(PIECE_BYTES):
                 yield piece
     except (aiohttp.ClientSSLError, aiohttp.InvalidURL) as exc:
         raise SourceError(f"{what}: {type(exc).__name__}") from exc
@@ -288,15 +265,7 @@ class HttpSource:
             raise SourceError(f"{what}: {exc}") from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise RetryableError(f"{what}: {type(exc).__name__}: {exc}") from exc
-        try:
-            manifest = _Manifest.model_validate_json(body)
-        except ValidationError as exc:
-            raise SourceError(f"{url} is not a tiergate manifest: {exc}") from exc
-        return [FileEntry(f.path, f.size, f.sha256) for f in sorted(manifest.files, key=_path)]
+        return parse_manifest(body, url)
 
 
 _TAGS = ("X-Linked-Etag", "ETag")
-
-
-def _path(entry: _ManifestFile) -> str:
-    return entry.path

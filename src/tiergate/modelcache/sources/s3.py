@@ -1,6 +1,8 @@
 """``s3://bucket/prefix``: the objects under a prefix, read with ranged GETs.
 
-The client is botocore's (the engine under boto3), so credentials come from the standard chain
+Listing and checksums go through botocore's client; reads are presigned GETs (SigV4 in the
+query, signed locally by botocore) read with aiohttp, the path ``https://`` sources take. The
+client is botocore's (the engine under boto3), so credentials come from the standard chain
 (environment, shared files and ``AWS_PROFILE``, web identity / IRSA, container and instance
 metadata); the endpoint and region come from the arguments, else ``AWS_ENDPOINT_URL_S3`` /
 ``AWS_ENDPOINT_URL`` and ``AWS_REGION``. botocore's own retries are off (the transfer engine
@@ -46,7 +48,6 @@ from tiergate.modelcache.manifest import INTERNAL_PREFIX, MANIFEST_NAME, parse_m
 from tiergate.modelcache.plan import FileEntry
 from tiergate.modelcache.sources.http import read_range
 
-PIECE_BYTES = 1024 * 1024
 # How a presigned read's error statuses read for an operator.
 _READ_STATUSES = {
     403: "access denied; check the AWS credentials and the bucket policy",
@@ -98,8 +99,6 @@ class _S3Client(Protocol):
     """The part of botocore's (dynamically built) S3 client this source calls."""
 
     def head_object(self, **kwargs: Any) -> dict[str, Any]: ...
-
-    def get_object(self, **kwargs: Any) -> dict[str, Any]: ...
 
     def generate_presigned_url(
         self,
@@ -184,7 +183,7 @@ class S3Source:
             user_agent_extra="tiergate-fetch",
             signature_version="s3v4",  # presigned reads: SigV2 is refused in most regions
         )
-        # Blocking botocore calls and body reads run here, one thread per pooled connection.
+        # Blocking botocore calls (listing, HEADs, signing) run here.
         self._executor = ThreadPoolExecutor(max_connections, thread_name_prefix="tiergate-s3")
         self._client: _S3Client | None = None
         self._client_lock = asyncio.Lock()
@@ -375,22 +374,6 @@ def _translate(exc: ClientError | BotoCoreError, where: str) -> FetchError:
     if isinstance(exc, NoCredentialsError):
         return SourceError(f"{where}: no AWS credentials found (environment, profile, IRSA, IMDS)")
     return SourceError(f"{where}: {type(exc).__name__}: {exc}")
-
-
-def _check_range(response: Mapping[str, Any], start: int, end: int, where: str) -> None:
-    status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
-    length = int(response.get("ContentLength", -1))
-    if status == 200 and start == 0 and length == end:
-        return  # the whole object, sent as such
-    if status != 206:
-        raise SourceError(f"{where}: the server ignored the Range header (status {status})")
-    if length != end - start or not str(response.get("ContentRange", "")).startswith(
-        f"bytes {start}-{end - 1}/"
-    ):
-        raise RetryableError(
-            f"{where}: asked for bytes {start}-{end - 1}, got {response.get('ContentRange')} "
-            f"({length} bytes)"
-        )
 
 
 def _retry_after(value: str | None) -> float | None:
