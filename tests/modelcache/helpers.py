@@ -7,8 +7,9 @@ import json
 import math
 import os
 import struct
+import threading
 from collections import Counter
-from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
@@ -16,6 +17,7 @@ from aiohttp import web
 from tests.loopback import LoopbackServer
 from tiergate.modelcache.plan import FileEntry
 from tiergate.modelcache.sources.local import LocalSource
+from tiergate.modelcache.sources.ranged import RangeReader, Write
 
 DTYPE_BYTES = {"F32": 4, "BF16": 2, "F16": 2, "I64": 8, "U8": 1}
 
@@ -71,16 +73,15 @@ class CountingSource:
         self.listings = 0
         self.reads: Counter[str] = Counter() if reads is None else reads
         self.bytes_read: Counter[str] = Counter()
+        self.lock = threading.Lock()
 
     async def list_files(self) -> list[FileEntry]:
         self.listings += 1
         return await self.inner.list_files()
 
-    async def read(self, path: str, start: int, end: int) -> AsyncIterator[bytes]:
-        self.reads[path] += 1
-        async for chunk in self.inner.read(path, start, end):
-            self.bytes_read[path] += len(chunk)
-            yield chunk
+    async def reader(self, path: str) -> RangeReader:
+        inner = await self.inner.reader(path)
+        return _Counted(self, path, inner)
 
     async def close(self) -> None:
         await self.inner.close()
@@ -95,14 +96,53 @@ class CorruptingSource(CountingSource):
         self.path = path
         self.times = times
 
-    async def read(self, path: str, start: int, end: int) -> AsyncIterator[bytes]:
-        corrupt = path == self.path and (self.times is None or self.reads[path] < self.times)
-        async for chunk in super().read(path, start, end):
-            if corrupt and chunk:
+    async def reader(self, path: str) -> RangeReader:
+        counted = await super().reader(path)
+        if path != self.path:
+            return counted
+        return _Corrupted(self, counted)
+
+
+@dataclass
+class _Counted:
+    """Counts one read call and its bytes per path, in the worker thread that reads."""
+
+    source: CountingSource
+    path: str
+    inner: RangeReader
+
+    def read_into(self, start: int, end: int, write: Write, stall_s: float) -> None:
+        with self.source.lock:  # reads run in the transfer's threads
+            self.source.reads[self.path] += 1
+
+        def counted(piece: memoryview) -> None:
+            with self.source.lock:
+                self.source.bytes_read[self.path] += len(piece)
+            write(piece)
+
+        self.inner.read_into(start, end, counted, stall_s)
+
+
+@dataclass
+class _Corrupted:
+    """Flips the first byte of a read while the source's ``times`` last."""
+
+    source: CorruptingSource
+    inner: _Counted | RangeReader
+
+    def read_into(self, start: int, end: int, write: Write, stall_s: float) -> None:
+        times, done = self.source.times, self.source.reads[self.source.path]
+        corrupt = times is None or done < times
+
+        def flipped(piece: memoryview) -> None:
+            nonlocal corrupt
+            if corrupt and len(piece):
                 corrupt = False
-                yield bytes([chunk[0] ^ 0xFF]) + chunk[1:]
+                write(memoryview(bytes([piece[0] ^ 0xFF]) + piece[1:]))
             else:
-                yield chunk
+                write(piece)
+
+        self.inner.read_into(start, end, flipped, stall_s)
 
 
 class DirectoryServer(LoopbackServer):

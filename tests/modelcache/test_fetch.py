@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import shutil
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from tiergate.modelcache.lock import exclusive_lock, wait_for_marker
 from tiergate.modelcache.manifest import write_manifest
 from tiergate.modelcache.plan import FileEntry
 from tiergate.modelcache.sources.local import LocalSource
+from tiergate.modelcache.sources.ranged import RangeReader
 from tiergate.modelcache.transfer import TransferSettings
 
 SHARD1 = "model-00001-of-00002.safetensors"
@@ -194,9 +194,8 @@ class HugeSource:
     async def list_files(self) -> list[FileEntry]:
         return [FileEntry("weights.bin", 2**62)]
 
-    async def read(self, path: str, start: int, end: int) -> AsyncIterator[bytes]:
+    async def reader(self, path: str) -> RangeReader:
         pytest.fail("no byte may move when the plan does not fit")
-        yield b""
 
     async def close(self) -> None:
         pass

@@ -11,6 +11,7 @@ from tiergate.modelcache.errors import SourceError
 from tiergate.modelcache.manifest import MANIFEST_NAME, read_manifest, write_manifest
 from tiergate.modelcache.plan import FileEntry
 from tiergate.modelcache.sources.local import LocalSource, path_from_url
+from tiergate.modelcache.sources.ranged import read_bytes
 from tiergate.modelcache.verify import sha256_file, sha256_files
 
 
@@ -70,7 +71,9 @@ async def test_local_source_lists_with_manifest_hashes_and_reads_ranges(tmp_path
     listed = await source.list_files()
     assert [entry.path for entry in listed] == sorted(files)
     assert all(entry.sha256 for entry in listed)
-    chunks = [chunk async for chunk in source.read("weights/a.bin", 500, 2800)]
+    reader = await source.reader("weights/a.bin")
+    chunks: list[bytes] = []
+    reader.read_into(500, 2800, lambda piece: chunks.append(bytes(piece)), 1.0)
     assert [len(chunk) for chunk in chunks] == [1000, 1000, 300]
     assert b"".join(chunks) == files["weights/a.bin"][500:2800]
 
@@ -88,9 +91,9 @@ async def test_local_source_errors_name_the_url(tmp_path: Path) -> None:
     make_tree(tmp_path)
     source = LocalSource(tmp_path.as_uri())
     with pytest.raises(SourceError, match=r"gone\.bin"):
-        [chunk async for chunk in source.read("gone.bin", 0, 10)]
+        read_bytes(await source.reader("gone.bin"), 0, 10)
     with pytest.raises(SourceError, match="leaves the source directory"):
-        [chunk async for chunk in source.read("../etc/passwd", 0, 10)]
+        await source.reader("../etc/passwd")
 
 
 def test_file_urls() -> None:

@@ -20,7 +20,7 @@ from moto.server import ThreadedMotoServer
 
 from tiergate.modelcache.errors import RetryableError, SourceError
 from tiergate.modelcache.plan import FileEntry
-from tiergate.modelcache.sources.http import PIECE_BYTES
+from tiergate.modelcache.sources.ranged import BUFFER_BYTES
 from tiergate.modelcache.sources.s3 import S3Source, sha256_from_checksum
 
 SECRET = "moto-secret-key-never-shown"
@@ -58,7 +58,7 @@ def _data(size: int, seed: int) -> bytes:
 
 # A model under "llama/": files with a full-object SHA256, one without (CRC32 only), one
 # uploaded in parts (a composite SHA256, which hashes part hashes, not the file).
-SHARD_1 = _data(PIECE_BYTES * 2 + 12345, 1)
+SHARD_1 = _data(BUFFER_BYTES * 2 + 12345, 1)
 SHARD_2 = _data(300_000, 2)
 CONFIG = b'{"architectures": ["LlamaForCausalLM"]}'
 TOKENIZER = _data(70_000, 3)
@@ -112,8 +112,13 @@ def _sha(data: bytes) -> str:
 
 
 async def _read(source: S3Source, path: str, start: int, end: int) -> bytes:
-    pieces = [piece async for piece in source.read(path, start, end)]
-    assert all(len(piece) <= PIECE_BYTES for piece in pieces)
+    """Read as the transfer does, in a worker thread; every piece fits the reader's buffer."""
+    pieces: list[bytes] = []
+    reader = await source.reader(path)
+    await asyncio.to_thread(
+        reader.read_into, start, end, lambda piece: pieces.append(bytes(piece)), 5.0
+    )
+    assert all(len(piece) <= BUFFER_BYTES for piece in pieces)
     return b"".join(pieces)
 
 
@@ -141,7 +146,7 @@ async def test_lists_the_prefix_with_sizes_and_full_object_sha256(source: S3Sour
 async def test_ranged_reads_are_byte_exact(source: S3Source) -> None:
     path = "model-00001-of-00002.safetensors"
     size = len(SHARD_1)
-    ranges = [(0, size), (0, 1), (1, PIECE_BYTES + 7), (PIECE_BYTES - 3, PIECE_BYTES + 3)]
+    ranges = [(0, size), (0, 1), (1, BUFFER_BYTES + 7), (BUFFER_BYTES - 3, BUFFER_BYTES + 3)]
     ranges += [(size - 1, size), (size // 2, size)]
     for start, end in ranges:
         assert await _read(source, path, start, end) == SHARD_1[start:end], (start, end)
@@ -256,9 +261,9 @@ async def test_unreachable_endpoint_is_retryable() -> None:
     await source.close()
 
 
-async def _collect(pieces: AsyncIterator[bytes], into: list[bytes]) -> None:
-    async for piece in pieces:
-        into.append(piece)
+async def _collect(source: S3Source, path: str, end: int, into: list[bytes]) -> None:
+    reader = await source.reader(path)
+    await asyncio.to_thread(reader.read_into, 0, end, lambda piece: into.append(bytes(piece)), 5.0)
 
 
 class _FaultyS3:
@@ -307,7 +312,7 @@ async def test_throttling_and_dropped_bodies_are_retryable() -> None:
         server.behaviour = "drop"
         received: list[bytes] = []
         with pytest.raises(RetryableError, match=r"s3://models/llama/model\.bin"):
-            await _collect(source.read("model.bin", 0, 1000), received)
+            await _collect(source, "model.bin", 1000, received)
         assert len(b"".join(received)) <= 100
     finally:
         await source.close()

@@ -3,6 +3,7 @@ reads, and how HTTP answers become fetcher errors."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from email.utils import formatdate
 
@@ -13,14 +14,16 @@ import pytest
 from tests.modelcache_transfer.range_server import Fault, RangeServer, random_bytes
 from tiergate.modelcache.errors import RetryableError, SourceError
 from tiergate.modelcache.plan import FileEntry
-from tiergate.modelcache.sources.http import HttpSource, parse_retry_after, sha256_from_etag
+from tiergate.modelcache.sources.http import HttpSource, sha256_from_etag
+from tiergate.modelcache.sources.ranged import parse_retry_after, read_bytes
 
 DATA = random_bytes(100_000, seed=20)
 SHA = hashlib.sha256(DATA).hexdigest()
 
 
 async def read_all(source: HttpSource, path: str, start: int, end: int) -> bytes:
-    return b"".join([piece async for piece in source.read(path, start, end)])
+    """Read as the transfer does: in a worker thread (the server runs on this event loop)."""
+    return await asyncio.to_thread(read_bytes, await source.reader(path), start, end, 5.0)
 
 
 async def test_single_file_is_sized_by_head_with_sha256_from_the_etag() -> None:

@@ -221,17 +221,14 @@ async def test_disk_full_raises_space_error_and_keeps_the_journal(
 ) -> None:
     files = {"weights.bin": random_bytes(8 * CHUNK, seed=10)}
     settings = TransferSettings(connections=1, chunk_bytes=CHUNK)
-    real_write = transfer_module._write_at
-    writes = 0
+    real_write = transfer_module._write_all
 
-    def write_until_full(fd: int, data: list[bytes], offset: int) -> None:
-        nonlocal writes
-        writes += 1
-        if writes > 3:
+    def write_until_full(fd: int, data: memoryview, offset: int) -> None:
+        if offset >= 3 * CHUNK:  # the disk fills once three chunks are written
             raise OSError(errno.ENOSPC, "No space left on device")
         real_write(fd, data, offset)
 
-    monkeypatch.setattr(transfer_module, "_write_at", write_until_full)
+    monkeypatch.setattr(transfer_module, "_write_all", write_until_full)
     async with RangeServer(files) as server:
         with pytest.raises(SpaceError) as caught:
             await fetch(server.url(), tmp_path, settings)
@@ -239,7 +236,7 @@ async def test_disk_full_raises_space_error_and_keeps_the_journal(
         assert f"{5 * CHUNK} more bytes" in str(caught.value)
         assert journaled_chunks(tmp_path) == 3
 
-        monkeypatch.setattr(transfer_module, "_write_at", real_write)
+        monkeypatch.setattr(transfer_module, "_write_all", real_write)
         server.served = 0
         run = await fetch(server.url(), tmp_path, settings)
     assert_staged(tmp_path, files)

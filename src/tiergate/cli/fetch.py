@@ -167,7 +167,7 @@ def _open_source(source: str, connections: int) -> Source:
         raise click.UsageError(f"{scheme}:// sources are not available here: {exc}{hint}") from exc
     source_class = getattr(module, class_name)
     try:
-        if scheme in ("s3", "hf"):
+        if scheme == "s3":
             opened: Source = source_class(url, max_connections=connections)
         else:
             opened = source_class(url)

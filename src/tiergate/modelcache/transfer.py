@@ -1,11 +1,13 @@
 """Parallel, resumable ranged downloads of a plan's files into a staging directory.
 
 Every file is cut into chunks of ``chunk_bytes``; up to ``connections`` chunks, of one file or
-of several, are read at once. Bytes are written at their offsets as they arrive (through a 1 MiB
-buffer per connection), so memory stays small whatever the chunk size. A chunk is done when its
-bytes are fsync'ed and its index is appended to the file's journal (:mod:`.journal`); a run
-killed at any point re-fetches only the chunks that were in flight. A retry within a run resumes
-a chunk where its last read stopped.
+of several, are read at once, each in a worker thread of its own (the source's
+:class:`~tiergate.modelcache.sources.ranged.RangeReader`: for HTTP, S3 and the Hub, blocking
+reads into a reused 1 MiB buffer, so the connections use every core). Bytes are written at
+their offsets as they arrive, so memory stays small whatever the chunk size. A chunk is done
+when its bytes are fsync'ed and its index is appended to the file's journal (:mod:`.journal`);
+a run killed at any point re-fetches only the chunks that were in flight. A retry within a run
+resumes a chunk where its last read stopped.
 
 Files are left in ``staging`` at their plan paths, their journals removed once complete; a file
 there at its planned size without a journal is taken as complete (delete it to fetch it again).
@@ -18,8 +20,9 @@ import asyncio
 import errno
 import os
 import random
+import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -34,11 +37,9 @@ from tiergate.modelcache.errors import (
 from tiergate.modelcache.journal import Journal, JournalState, journal_path, read_journal
 from tiergate.modelcache.plan import FileEntry, Plan
 from tiergate.modelcache.sources.base import Source
+from tiergate.modelcache.sources.ranged import RangeReader
 
 MIB = 1 << 20
-# Bytes a connection gathers before one positioned write: few syscalls, little memory.
-_WRITE_BYTES = MIB
-_WRITE_PIECES = 256  # and at most this many pieces in one pwritev (IOV_MAX is 1024 on Linux)
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -145,22 +146,6 @@ class _FileJob:
 
 
 @dataclass(slots=True)
-class _Buffer:
-    """Bytes received and not yet written: the pieces as they came, not copied together."""
-
-    pieces: list[bytes] = field(default_factory=list)
-    size: int = 0
-
-    def add(self, piece: bytes) -> None:
-        self.pieces.append(piece)
-        self.size += len(piece)
-
-    def take(self) -> list[bytes]:
-        pieces, self.pieces, self.size = self.pieces, [], 0
-        return pieces
-
-
-@dataclass(slots=True)
 class _Cursor:
     """How far a chunk's bytes are written: ``[start, pos)`` of a chunk ``[start, end)``."""
 
@@ -189,6 +174,8 @@ class _Transfer:
         self._rng = rng
         self._sleep = sleep
         self._executor: ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop = threading.Event()  # the run is ending: reads in threads give up
         self._to_write = 0
         self._fetched = 0
         self._retries = 0
@@ -205,8 +192,10 @@ class _Transfer:
             self._on_progress(resumed)
         chunks = [(job, index) for job in jobs for index in job.todo]
         work = iter(chunks)
+        self._loop = asyncio.get_running_loop()
+        # Reads and writes both run in these threads: one per connection.
         self._executor = ThreadPoolExecutor(
-            max_workers=self._settings.connections, thread_name_prefix="tiergate-disk"
+            max_workers=self._settings.connections, thread_name_prefix="tiergate-get"
         )
         workers = [
             asyncio.create_task(self._worker(work))
@@ -219,6 +208,7 @@ class _Transfer:
                     if (error := task.exception()) is not None:
                         raise error
         finally:
+            self._stop.set()
             for task in workers:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
@@ -255,8 +245,9 @@ class _Transfer:
         attempt = 0
         while True:
             try:
-                await self._stream(job, cursor)
-                break
+                reader = await self._source.reader(job.entry.path)
+                await self._disk(job, self._read_chunk, reader, job, index, cursor)
+                return
             except RetryableError as exc:
                 attempt += 1
                 if attempt > self._settings.retries:
@@ -272,55 +263,30 @@ class _Transfer:
                 raise SourceError(f"{where}: {exc}") from exc
             except FetchError as exc:
                 raise FetchError(f"{where}: {exc}") from exc
-        await self._disk(job, _commit_chunk, job, index)
 
-    async def _stream(self, job: _FileJob, cursor: _Cursor) -> None:
-        """Read ``[cursor.pos, cursor.end)`` and write it in place; ``cursor.pos`` follows the
-        bytes written, also when the read fails, so that a retry goes on from there."""
-        buf = _Buffer()
-        try:
-            await self._receive(job, cursor, buf)
-        except RetryableError:
-            await self._flush(job, cursor, buf)  # what arrived before the failure is good
-            raise
-        await self._flush(job, cursor, buf)
+    def _read_chunk(self, reader: RangeReader, job: _FileJob, index: int, cursor: _Cursor) -> None:
+        """In a worker thread: read ``[cursor.pos, cursor.end)`` and write it in place, then
+        commit the chunk. ``cursor.pos`` follows the bytes written, also when the read fails,
+        so that a retry goes on from there."""
+        loop, stop = self._loop, self._stop
+        assert loop is not None
+
+        def write(piece: memoryview) -> None:
+            if stop.is_set():
+                raise FetchError("the transfer stopped")
+            if cursor.pos + len(piece) > cursor.end:
+                cursor.pos = cursor.start  # a longer body than asked for: trust none of it
+                raise RetryableError("long read: more bytes than the range asked for")
+            _write_all(job.fd, piece, cursor.pos)
+            cursor.pos += len(piece)
+            loop.call_soon_threadsafe(self._progressed, len(piece))
+
+        reader.read_into(cursor.pos, cursor.end, write, self._settings.stall_s)
         if cursor.pos != cursor.end:
             raise RetryableError(f"short read: {cursor.end - cursor.pos} bytes missing")
+        _commit_chunk(job, index)
 
-    async def _receive(self, job: _FileJob, cursor: _Cursor, buf: _Buffer) -> None:
-        loop = asyncio.get_running_loop()
-        stall_s = self._settings.stall_s
-        stream = self._source.read(job.entry.path, cursor.pos, cursor.end)
-        try:
-            async with asyncio.timeout(None) as deadline:
-                pieces = aiter(stream)
-                while True:
-                    deadline.reschedule(loop.time() + stall_s)  # only waits for bytes count
-                    try:
-                        piece = await anext(pieces)
-                    except StopAsyncIteration:
-                        return
-                    deadline.reschedule(None)
-                    if cursor.pos + buf.size + len(piece) > cursor.end:
-                        buf.take()  # a longer body than asked for: trust none of it
-                        cursor.pos = cursor.start
-                        raise RetryableError("long read: more bytes than the range asked for")
-                    buf.add(piece)
-                    if buf.size >= _WRITE_BYTES or len(buf.pieces) >= _WRITE_PIECES:
-                        await self._flush(job, cursor, buf)
-        except TimeoutError as exc:
-            if not deadline.expired():
-                raise
-            raise RetryableError(f"stalled: no bytes for {stall_s:g} s") from exc
-        finally:
-            await _aclose(stream)
-
-    async def _flush(self, job: _FileJob, cursor: _Cursor, buf: _Buffer) -> None:
-        size = buf.size
-        if not size:
-            return
-        await self._disk(job, _write_at, job.fd, buf.take(), cursor.pos)
-        cursor.pos += size
+    def _progressed(self, size: int) -> None:
         self._fetched += size
         if self._on_progress is not None:
             self._on_progress(size)
@@ -397,14 +363,11 @@ def _open_job(job: _FileJob, chunk_bytes: int) -> None:
     job.opened = True
 
 
-def _write_at(fd: int, pieces: list[bytes], offset: int) -> None:
-    """Write ``pieces`` one after the other from ``offset``, without joining them first."""
-    written = os.pwritev(fd, pieces, offset)
-    rest = memoryview(b"".join(pieces))[written:] if written < sum(map(len, pieces)) else None
-    while rest:  # a short write: rare, so the simple way
-        offset += written
-        written = os.pwrite(fd, rest, offset)
-        rest = rest[written:]
+def _write_all(fd: int, data: memoryview, offset: int) -> None:
+    """Write ``data`` at ``offset`` whole (``pwrite`` may write less than asked)."""
+    while data:
+        written = os.pwrite(fd, data, offset)
+        data, offset = data[written:], offset + written
 
 
 _fdatasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
@@ -434,8 +397,3 @@ def _close_quietly(job: _FileJob) -> None:
     if job.journal is not None:
         job.journal.close()
         job.journal = None
-
-
-async def _aclose(stream: AsyncIterator[bytes]) -> None:
-    if isinstance(stream, AsyncGenerator):
-        await stream.aclose()

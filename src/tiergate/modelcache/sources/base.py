@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Protocol
 
 from tiergate.modelcache.plan import FileEntry
+from tiergate.modelcache.sources.ranged import RangeReader
 
 
 class Source(Protocol):
-    """A model's files somewhere. ``read`` yields the bytes ``[start, end)`` of one file, in
-    order, in chunks of any size; it raises :class:`~tiergate.modelcache.errors.FetchError`
-    subclasses (retryable or not) and never retries by itself: the transfer engine does."""
+    """A model's files somewhere. ``reader`` prepares the reading of one file (signs a URL,
+    pins a commit) in the event loop; its :class:`RangeReader` then reads byte ranges in a
+    worker thread. Both raise :class:`~tiergate.modelcache.errors.FetchError` subclasses
+    (retryable or not) and never retry by themselves: the transfer engine does."""
 
     url: str
 
     async def list_files(self) -> list[FileEntry]: ...
 
-    def read(self, path: str, start: int, end: int) -> AsyncIterator[bytes]: ...
+    async def reader(self, path: str) -> RangeReader: ...
 
     async def close(self) -> None: ...

@@ -6,8 +6,8 @@ names the commit the revision points to, and every file's size and, for LFS file
 (small files kept in git have none). Every read then asks for that commit, so a branch that
 moves during a fetch cannot mix two snapshots.
 
-Reads are ranged GETs of ``{endpoint}/{repo}/resolve/{commit}/{path}`` with aiohttp. The Hub
-redirects LFS files to a CDN: redirects are followed here, keeping the ``Range`` header and
+Reads are ranged GETs of ``{endpoint}/{repo}/resolve/{commit}/{path}`` (:mod:`.ranged`). The Hub
+redirects LFS files to a CDN: redirects are followed, keeping the ``Range`` header and
 dropping ``Authorization`` when the host changes (the CDN URL is signed; the token must not
 leave the Hub). The endpoint comes from the argument or ``HF_ENDPOINT``, the token from the
 argument or ``HF_TOKEN`` / ``HUGGING_FACE_HUB_TOKEN``; a token is never put in a message.
@@ -19,10 +19,9 @@ import asyncio
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from urllib.parse import quote, unquote
 
-import aiohttp
 from huggingface_hub import HfApi
 from huggingface_hub.errors import (
     DisabledRepoError,
@@ -32,16 +31,12 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
-from yarl import URL
 
 from tiergate.modelcache.errors import FetchError, RetryableError, SourceError
 from tiergate.modelcache.plan import FileEntry
-from tiergate.modelcache.sources.http import parse_retry_after
+from tiergate.modelcache.sources.ranged import RangeClient, RangeGet, parse_retry_after
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
-CHUNK_BYTES = 1024 * 1024
-MAX_REDIRECTS = 5
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 # The transport errors huggingface_hub lets through come from its HTTP client, which changed
 # between versions (requests, httpx, httpx2); they share no base class worth importing.
 _TRANSPORT_MODULES = frozenset({"requests", "urllib3", "httpx", "httpx2", "httpcore"})
@@ -72,9 +67,7 @@ class HfSource:
         *,
         endpoint: str | None = None,
         token: str | None = None,
-        max_connections: int = 64,
         connect_timeout_s: float = 10.0,
-        read_timeout_s: float = 60.0,
         listing_timeout_s: float = 60.0,
         environ: Mapping[str, str] | None = None,
     ) -> None:
@@ -85,13 +78,9 @@ class HfSource:
         self._token = token or env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN") or None
         self.commit: str | None = None
         self._sizes: dict[str, int] = {}
-        self._max_connections = max_connections
-        self._timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=connect_timeout_s, sock_read=read_timeout_s
-        )
+        self._ranges = RangeClient(connect_timeout_s)
         self._listing_timeout_s = listing_timeout_s
         self._listing_lock = asyncio.Lock()
-        self._session: aiohttp.ClientSession | None = None
 
     async def list_files(self) -> list[FileEntry]:
         async with self._listing_lock:
@@ -100,35 +89,26 @@ class HfSource:
             self._sizes = {entry.path: entry.size for entry in entries}
             return entries
 
-    async def read(self, path: str, start: int, end: int) -> AsyncIterator[bytes]:
-        if not 0 <= start <= end:
-            raise ValueError(f"bad range [{start}, {end}) of {path}")
-        if start == end:
-            return
+    async def reader(self, path: str) -> RangeGet:
+        """Ranged GETs of ``path`` at the pinned commit, redirects followed (the token kept to
+        the Hub's host)."""
         if self.commit is None:
             await self._pin_commit()
         where = f"{self.url}: {path}"
-        headers = {"Range": f"bytes={start}-{end - 1}", "Accept-Encoding": "identity"}
-        if self._token:
-            headers["Authorization"] = f"Bearer {self._token}"
-        try:
-            response = await self._get(self.resolve_url(path), headers, where)
-            try:
-                self._check_response(response, path, start, end, where)
-                remaining = end - start
-                async for piece in response.content.iter_chunked(CHUNK_BYTES):
-                    if len(piece) > remaining:
-                        raise RetryableError(f"{where}: the server sent more bytes than asked")
-                    remaining -= len(piece)
-                    yield piece
-                if remaining:
-                    raise RetryableError(f"{where}: connection ended {remaining} bytes short")
-            finally:
-                response.release()
-        except aiohttp.InvalidURL as exc:
-            raise SourceError(f"{where}: invalid URL {exc}") from exc
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise RetryableError(f"{where}: {type(exc).__name__}: {exc}") from exc
+        headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
+        return RangeGet(
+            self._ranges,
+            self.resolve_url(path),
+            where,
+            headers=headers,
+            size=self._sizes.get(path),
+            status_error=self._refused,
+        )
+
+    def _refused(
+        self, status: int, headers: Mapping[str, str], code: str | None, what: str
+    ) -> FetchError:
+        return _status_error(status, headers, what, token=bool(self._token))
 
     async def _pin_commit(self) -> None:
         """List once when a read comes first, so that every read sees the same commit."""
@@ -138,9 +118,7 @@ class HfSource:
                 self._sizes = {entry.path: entry.size for entry in entries}
 
     async def close(self) -> None:
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        self._ranges.close()
 
     def resolve_url(self, path: str) -> str:
         """Where the Hub serves ``path`` of the pinned commit."""
@@ -176,51 +154,6 @@ class HfSource:
             sha256 = sibling.lfs.sha256 if sibling.lfs is not None else None
             entries.append(FileEntry(sibling.rfilename, sibling.size, sha256))
         return info.sha, sorted(entries, key=lambda entry: entry.path)
-
-    async def _get(self, url: str, headers: dict[str, str], where: str) -> aiohttp.ClientResponse:
-        """GET ``url``, following redirects by hand so that the token stays on its host."""
-        session = self._get_session()
-        target = URL(url)
-        for _ in range(MAX_REDIRECTS + 1):
-            response = await session.get(target, headers=headers, allow_redirects=False)
-            if response.status not in _REDIRECTS:
-                return response
-            location = response.headers.get("Location")
-            response.release()
-            if not location:
-                raise SourceError(f"{where}: redirect {response.status} without a Location")
-            following = target.join(URL(location))
-            if following.origin() != target.origin():
-                headers = {k: v for k, v in headers.items() if k != "Authorization"}
-            target = following
-        raise SourceError(f"{where}: more than {MAX_REDIRECTS} redirects")
-
-    def _check_response(
-        self, response: aiohttp.ClientResponse, path: str, start: int, end: int, where: str
-    ) -> None:
-        status = response.status
-        if status == 206:
-            content_range = response.headers.get("Content-Range", "")
-            if not content_range.startswith(f"bytes {start}-{end - 1}/"):
-                raise RetryableError(
-                    f"{where}: asked for bytes {start}-{end - 1}, got {content_range or 'none'}"
-                )
-            return
-        if status == 200:
-            if start == 0 and self._sizes.get(path) == end:
-                return  # the whole file, sent as such
-            raise SourceError(f"{where}: the server ignored the Range header")
-        raise _status_error(status, response.headers, where, token=bool(self._token))
-
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._max_connections),
-                timeout=self._timeout,
-                auto_decompress=False,
-                trust_env=True,
-            )
-        return self._session
 
 
 def _hub_error(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
@@ -16,6 +16,7 @@ from tiergate.modelcache.cache import read_marker
 from tiergate.modelcache.errors import RetryableError, SourceError
 from tiergate.modelcache.manifest import read_manifest, walk_files
 from tiergate.modelcache.plan import FileEntry
+from tiergate.modelcache.sources.ranged import Write
 
 CHUNK_BYTES = 4 * 1024 * 1024
 
@@ -69,28 +70,42 @@ class LocalSource:
             raise SourceError(f"{self.url}: {path}: path leaves the source directory")
         return self.root.joinpath(*relative.parts)
 
-    async def read(self, path: str, start: int, end: int) -> AsyncIterator[bytes]:
-        file_path = self._resolve(path)
-        try:
-            descriptor = await asyncio.to_thread(os.open, file_path, os.O_RDONLY)
-        except (FileNotFoundError, PermissionError) as exc:
-            raise SourceError(f"{self.url}: {path}: {exc.strerror}") from exc
-        except OSError as exc:  # EIO, ESTALE and the like on network filesystems: try again
-            raise RetryableError(f"{self.url}: {path}: {exc.strerror}") from exc
-        try:
-            position = start
-            while position < end:
-                size = min(self._chunk_bytes, end - position)
-                try:
-                    chunk = await asyncio.to_thread(os.pread, descriptor, size, position)
-                except OSError as exc:
-                    raise RetryableError(f"{self.url}: {path}: {exc.strerror}") from exc
-                if not chunk:
-                    raise RetryableError(f"{self.url}: {path}: file ends at byte {position}")
-                position += len(chunk)
-                yield chunk
-        finally:
-            os.close(descriptor)
+    async def reader(self, path: str) -> FileRange:
+        return FileRange(self._resolve(path), f"{self.url}: {path}", self._chunk_bytes)
 
     async def close(self) -> None:
         """Nothing to release: every read closes its own file."""
+
+
+@dataclass(frozen=True)
+class FileRange:
+    """A :class:`~tiergate.modelcache.sources.ranged.RangeReader` over a local file: ``pread``
+    into a reused buffer of ``piece_bytes``. A missing or unreadable file is final; other
+    errors (EIO, ESTALE on network filesystems) are retryable."""
+
+    path: Path
+    what: str
+    piece_bytes: int = CHUNK_BYTES
+
+    def read_into(self, start: int, end: int, write: Write, stall_s: float) -> None:
+        try:
+            descriptor = os.open(self.path, os.O_RDONLY)
+        except (FileNotFoundError, PermissionError) as exc:
+            raise SourceError(f"{self.what}: {exc.strerror}") from exc
+        except OSError as exc:
+            raise RetryableError(f"{self.what}: {exc.strerror}") from exc
+        try:
+            buffer = memoryview(bytearray(min(self.piece_bytes, max(end - start, 1))))
+            position = start
+            while position < end:
+                view = buffer[: min(len(buffer), end - position)]
+                try:
+                    got = os.preadv(descriptor, [view], position)
+                except OSError as exc:
+                    raise RetryableError(f"{self.what}: {exc.strerror}") from exc
+                if not got:
+                    raise RetryableError(f"{self.what}: file ends at byte {position}")
+                position += got
+                write(view[:got])
+        finally:
+            os.close(descriptor)

@@ -1,7 +1,8 @@
 """``s3://bucket/prefix``: the objects under a prefix, read with ranged GETs.
 
 Listing and checksums go through botocore's client; reads are presigned GETs (SigV4 in the
-query, signed locally by botocore) read with aiohttp, the path ``https://`` sources take. The
+query, signed locally by botocore) read in the transfer's threads, the path ``https://``
+sources take (:mod:`.ranged`). The
 client is botocore's (the engine under boto3), so credentials come from the standard chain
 (environment, shared files and ``AWS_PROFILE``, web identity / IRSA, container and instance
 metadata); the endpoint and region come from the arguments, else ``AWS_ENDPOINT_URL_S3`` /
@@ -22,14 +23,13 @@ import base64
 import binascii
 import os
 import re
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol, TypeVar, cast
 from urllib.parse import urlsplit
 
-import aiohttp
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -46,7 +46,7 @@ from botocore.session import Session
 from tiergate.modelcache.errors import FetchError, RetryableError, SourceError
 from tiergate.modelcache.manifest import INTERNAL_PREFIX, MANIFEST_NAME, parse_manifest
 from tiergate.modelcache.plan import FileEntry
-from tiergate.modelcache.sources.http import read_range
+from tiergate.modelcache.sources.ranged import RangeClient, RangeGet, read_bytes
 
 # How a presigned read's error statuses read for an operator.
 _READ_STATUSES = {
@@ -187,10 +187,8 @@ class S3Source:
         self._executor = ThreadPoolExecutor(max_connections, thread_name_prefix="tiergate-s3")
         self._client: _S3Client | None = None
         self._client_lock = asyncio.Lock()
-        self._http_session: aiohttp.ClientSession | None = None
-        self._read_limits = aiohttp.ClientTimeout(
-            total=None, sock_connect=connect_timeout_s, sock_read=read_timeout_s
-        )
+        self._ranges = RangeClient(connect_timeout_s)
+        self._read_timeout_s = read_timeout_s
 
     def where(self, path: str = "") -> str:
         """The ``s3://`` URL of a path under the prefix (of the prefix itself when empty)."""
@@ -225,14 +223,10 @@ class S3Source:
             )
         return entries
 
-    async def read(self, path: str, start: int, end: int) -> AsyncIterator[bytes]:
-        """Bytes ``[start, end)`` of an object: a presigned ``GET`` (SigV4 in the query,
-        signed in a worker thread by botocore) read by aiohttp, the same fast path as
-        ``https://`` sources. Errors name the ``s3://`` URL, never the presigned one."""
-        if not 0 <= start <= end:
-            raise ValueError(f"bad range [{start}, {end}) of {path}")
-        if start == end:
-            return
+    async def reader(self, path: str) -> RangeGet:
+        """Ranged GETs of an object through a presigned URL (SigV4 in the query, signed in a
+        worker thread by botocore): the fast path of ``https://`` sources. Errors name the
+        ``s3://`` URL, never the presigned one."""
         where = self.where(path)
         client = await self._get_client()
         params = {"Bucket": self.bucket, "Key": self.prefix + path}
@@ -240,31 +234,10 @@ class S3Source:
             partial(client.generate_presigned_url, "get_object", Params=params, ExpiresIn=900),
             where,
         )
-        pieces = read_range(
-            self._http(),
-            url,
-            start,
-            end,
-            what=where,
-            headers={},
-            limits=self._read_limits,
-            explain=_READ_STATUSES,
-        )
-        async for piece in pieces:
-            yield piece
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._http_session is None:
-            # No pool limit of its own: the transfer bounds how many reads are in flight.
-            self._http_session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0), auto_decompress=False
-            )
-        return self._http_session
+        return RangeGet(self._ranges, url, where, explain=_READ_STATUSES)
 
     async def close(self) -> None:
-        session, self._http_session = self._http_session, None
-        if session is not None:
-            await session.close()
+        self._ranges.close()
         client, self._client = self._client, None
         if client is not None:
             client.close()
@@ -333,7 +306,10 @@ class S3Source:
         where = self.where(MANIFEST_NAME)
         if manifest.size > MANIFEST_MAX_BYTES:
             raise SourceError(f"{where}: {manifest.size} bytes is too large for a manifest")
-        data = b"".join([piece async for piece in self.read(MANIFEST_NAME, 0, manifest.size)])
+        reader = await self.reader(MANIFEST_NAME)
+        data = await self._call(
+            partial(read_bytes, reader, 0, manifest.size, self._read_timeout_s), where
+        )
         return {entry.path: entry for entry in parse_manifest(data, where)}
 
     async def _call(self, function: Callable[[], _T], where: str) -> _T:
