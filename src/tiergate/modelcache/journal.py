@@ -2,9 +2,13 @@
 
 ``<file>.tiergate-journal`` sits next to the staging file while it is incomplete. Its first line
 names the file size, expected sha256 and chunk size it was written for; each further line is the
-index of a chunk whose bytes were fsync'ed before the line was appended and fsync'ed. A journal
-written for another file (size or sha256) or chunk size is not used: that file starts over. A
-torn last line (power loss) is cut off when the journal is reopened.
+index of a chunk whose bytes were written before the line was appended. A killed process loses
+neither (both are in the page cache). After a machine crash the journal may name a chunk whose
+bytes did not reach the disk: when the file has an expected sha256 the hash check finds that and
+the file is fetched again; without one, the transfer fsyncs each chunk's bytes and the journal
+line (``durable=True``), so that the journal never runs ahead of the disk. A journal written for
+another file (size or sha256) or chunk size is not used: that file starts over. A torn last line
+(power loss) is cut off when the journal is reopened.
 
 The functions are blocking (file I/O and fsync): the transfer runs them in worker threads.
 """
@@ -101,10 +105,12 @@ class Journal:
             raise
         return cls(path, fd)
 
-    def record(self, index: int) -> None:
-        """Append chunk ``index`` durably. Call only after that chunk's bytes are fsync'ed."""
+    def record(self, index: int, *, durable: bool) -> None:
+        """Append chunk ``index``. Call only after that chunk's bytes are written (with
+        ``durable``: fsync'ed, and the line is fsync'ed too)."""
         os.write(self._fd, b"%d\n" % index)
-        os.fsync(self._fd)
+        if durable:
+            os.fsync(self._fd)
 
     def close(self) -> None:
         os.close(self._fd)

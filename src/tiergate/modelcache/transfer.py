@@ -40,6 +40,7 @@ from tiergate.modelcache.sources.base import Source
 from tiergate.modelcache.sources.ranged import RangeReader
 
 MIB = 1 << 20
+_REPORT_BYTES = 4 * MIB  # progress from the reading threads to the loop, in steps this big
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -102,6 +103,7 @@ async def transfer(
     on_progress: Callable[[int], None] | None = None,
     *,
     on_file_done: Callable[[FileEntry], None] | None = None,
+    on_chunk_done: Callable[[FileEntry, int, int], None] | None = None,
     rng: random.Random | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> TransferStats:
@@ -110,9 +112,11 @@ async def transfer(
     ``on_progress(n)`` is called on the event loop for every ``n`` bytes written, and once at
     the start with the bytes already on disk from an earlier run, so that its calls add up to
     ``plan.total_bytes`` (more when a long read made a chunk start over). ``on_file_done(entry)``
-    is called on the event loop as each file this run writes is complete on disk, so that the
-    caller can hash it while later files download. ``rng`` (backoff jitter) and ``sleep`` are
-    there for tests.
+    is called on the event loop as each file this run writes is complete on disk.
+    ``on_chunk_done(entry, start, end)`` is called on the event loop for each chunk on disk:
+    first for those an earlier run left, then as this run completes them, in any order; so that
+    the caller can hash each file's complete prefix while the rest downloads. ``rng`` (backoff
+    jitter) and ``sleep`` are there for tests.
 
     Raises :class:`SourceError` for what retrying cannot fix (naming file and range),
     :class:`FetchError` when a chunk's retries are exhausted, :class:`SpaceError` when the disk
@@ -124,6 +128,7 @@ async def transfer(
         settings,
         on_progress=on_progress,
         on_file_done=on_file_done,
+        on_chunk_done=on_chunk_done,
         rng=rng or random.Random(),
         sleep=sleep,
     )
@@ -163,11 +168,13 @@ class _Transfer:
         *,
         on_progress: Callable[[int], None] | None,
         on_file_done: Callable[[FileEntry], None] | None,
+        on_chunk_done: Callable[[FileEntry, int, int], None] | None,
         rng: random.Random,
         sleep: Callable[[float], Awaitable[None]],
     ) -> None:
         self._source = source
         self._on_file_done = on_file_done
+        self._on_chunk_done = on_chunk_done
         self._staging = staging
         self._settings = settings
         self._on_progress = on_progress
@@ -190,6 +197,9 @@ class _Transfer:
         self._to_write = plan.total_bytes - resumed
         if self._on_progress is not None and resumed:
             self._on_progress(resumed)
+        if self._on_chunk_done is not None:
+            for job, start, end in _chunks_on_disk(jobs, self._settings.chunk_bytes):
+                self._on_chunk_done(job.entry, start, end)
         chunks = [(job, index) for job in jobs for index in job.todo]
         work = iter(chunks)
         self._loop = asyncio.get_running_loop()
@@ -247,6 +257,8 @@ class _Transfer:
             try:
                 reader = await self._source.reader(job.entry.path)
                 await self._disk(job, self._read_chunk, reader, job, index, cursor)
+                if self._on_chunk_done is not None:
+                    self._on_chunk_done(job.entry, start, end)
                 return
             except RetryableError as exc:
                 attempt += 1
@@ -271,7 +283,10 @@ class _Transfer:
         loop, stop = self._loop, self._stop
         assert loop is not None
 
+        unreported = 0  # bytes written, told to the loop every _REPORT_BYTES
+
         def write(piece: memoryview) -> None:
+            nonlocal unreported
             if stop.is_set():
                 raise FetchError("the transfer stopped")
             if cursor.pos + len(piece) > cursor.end:
@@ -279,9 +294,16 @@ class _Transfer:
                 raise RetryableError("long read: more bytes than the range asked for")
             _write_all(job.fd, piece, cursor.pos)
             cursor.pos += len(piece)
-            loop.call_soon_threadsafe(self._progressed, len(piece))
+            unreported += len(piece)
+            if unreported >= _REPORT_BYTES:
+                loop.call_soon_threadsafe(self._progressed, unreported)
+                unreported = 0
 
-        reader.read_into(cursor.pos, cursor.end, write, self._settings.stall_s)
+        try:
+            reader.read_into(cursor.pos, cursor.end, write, self._settings.stall_s)
+        finally:
+            if unreported:
+                loop.call_soon_threadsafe(self._progressed, unreported)
         if cursor.pos != cursor.end:
             raise RetryableError(f"short read: {cursor.end - cursor.pos} bytes missing")
         _commit_chunk(job, index)
@@ -349,6 +371,16 @@ def _scan(plan: Plan, staging: Path, chunk_bytes: int) -> tuple[list[_FileJob], 
     return jobs, resumed, created
 
 
+def _chunks_on_disk(jobs: list[_FileJob], chunk_bytes: int) -> Iterator[tuple[_FileJob, int, int]]:
+    """The chunks of ``jobs`` an earlier run completed: (job, start, end)."""
+    for job in jobs:
+        todo = set(job.todo)
+        for index in range(-(-job.entry.size // chunk_bytes)):
+            if index not in todo:
+                start = index * chunk_bytes
+                yield job, start, min(start + chunk_bytes, job.entry.size)
+
+
 def _open_job(job: _FileJob, chunk_bytes: int) -> None:
     """Open a file and its journal: continue both, or start both over (journal first)."""
     journal = journal_path(job.path)
@@ -374,15 +406,20 @@ _fdatasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
 
 
 def _commit_chunk(job: _FileJob, index: int) -> None:
-    """Make a chunk's bytes durable, then record it: the journal never runs ahead of the data."""
+    """Record a written chunk in the journal. A file no hash can check is made durable chunk
+    by chunk first, so that its journal never runs ahead of the disk (see :mod:`.journal`)."""
     assert job.journal is not None
-    _fdatasync(job.fd)
-    job.journal.record(index)
+    durable = job.entry.sha256 is None
+    if durable:
+        _fdatasync(job.fd)
+    job.journal.record(index, durable=durable)
 
 
 def _finish_job(job: _FileJob) -> None:
-    """A file is complete: close it and drop its journal, leaving it for verification."""
+    """A file is complete: make it durable (the completion marker will vouch for it), close
+    it and drop its journal, leaving it for verification."""
     assert job.journal is not None
+    _fdatasync(job.fd)
     os.close(job.fd)
     job.fd = -1
     job.journal.remove()

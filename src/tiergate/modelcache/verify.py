@@ -10,12 +10,15 @@ import asyncio
 import hashlib
 import io
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from tiergate.modelcache.plan import FileEntry
 
 BLOCK_BYTES = 4 * 1024 * 1024
 
 
-def _hash_block(handle: io.FileIO, hasher: hashlib._Hash, buffer: bytearray) -> int:
+def _hash_block(handle: io.FileIO, hasher: hashlib._Hash, buffer: bytearray | memoryview) -> int:
     count = handle.readinto(buffer) or 0
     if count:
         hasher.update(memoryview(buffer)[:count])
@@ -60,3 +63,77 @@ async def sha256_files(
     finally:
         for task in tasks:  # the first failure ends the others (a no-op once all are done)
             task.cancel()
+
+
+@dataclass(eq=False)
+class _Follow:
+    """One file being hashed as it downloads: chunks on disk beyond its complete prefix."""
+
+    size: int
+    ready: dict[int, int] = field(default_factory=dict)  # start -> end
+    prefix: int = 0
+    moved: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[str] | None = None
+
+
+class FollowingHashes:
+    """sha256 of files while they download. Each file's hasher follows the part of it known
+    to be on disk from its first byte (chunks are reported in any order; it reads no further
+    than the first gap), so a file's hash is ready moments after its last chunk; at most
+    ``parallel`` blocks are hashed at once. Files whose chunks were all reported are in
+    :meth:`results`; the others are not."""
+
+    def __init__(self, root: Path, parallel: int) -> None:
+        self._root = root
+        self._slots = asyncio.Semaphore(max(1, parallel))
+        self._files: dict[str, _Follow] = {}
+        self._closing = False
+
+    def chunk_done(self, entry: FileEntry, start: int, end: int) -> None:
+        """Bytes ``[start, end)`` of ``entry``'s file are on disk."""
+        state = self._files.get(entry.path)
+        if state is None:
+            state = self._files[entry.path] = _Follow(entry.size)
+            state.task = asyncio.create_task(self._follow(entry.path, state))
+        state.ready[start] = end
+        while state.prefix in state.ready:
+            state.prefix = state.ready.pop(state.prefix)
+        state.moved.set()
+
+    async def results(self) -> dict[str, str]:
+        """The hash of every file whose chunks all came (waiting for the last blocks)."""
+        hashes: dict[str, str] = {}
+        for path, state in self._files.items():
+            if state.prefix >= state.size and state.task is not None:
+                hashes[path] = await state.task
+        return hashes
+
+    async def close(self) -> None:
+        """Stop the hashers (each after the block it is reading: a worker thread cannot be
+        interrupted, and its open file would be left behind)."""
+        self._closing = True
+        for state in self._files.values():
+            state.moved.set()
+        tasks = [state.task for state in self._files.values() if state.task is not None]
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _follow(self, path: str, state: _Follow) -> str:
+        handle = await asyncio.to_thread(io.FileIO, self._root / path, "r")
+        try:
+            hasher = hashlib.sha256()
+            buffer = memoryview(bytearray(BLOCK_BYTES))
+            hashed = 0
+            while hashed < state.size and not self._closing:
+                if state.prefix <= hashed:
+                    state.moved.clear()
+                    await state.moved.wait()
+                    continue
+                async with self._slots:
+                    view = buffer[: min(len(buffer), state.prefix - hashed)]
+                    count = await asyncio.to_thread(_hash_block, handle, hasher, view)
+                if not count:
+                    break  # shorter than planned: the size check names it
+                hashed += count
+            return hasher.hexdigest()
+        finally:
+            handle.close()
