@@ -7,6 +7,7 @@ Handlers are cancelled when their client goes away, so that a stall or a stream 
 
 from __future__ import annotations
 
+import ssl
 from typing import Self
 
 from aiohttp import web
@@ -14,6 +15,7 @@ from aiohttp import web
 
 class LoopbackServer:
     port: int = 0
+    ssl_context: ssl.SSLContext | None = None  # set before start: serve HTTPS
     _runner: web.AppRunner | None = None
 
     def make_app(self) -> web.Application:
@@ -22,7 +24,8 @@ class LoopbackServer:
     async def start(self) -> Self:
         self._runner = web.AppRunner(self.make_app(), handler_cancellation=True, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=self.ssl_context)
+        await site.start()
         self.port = self._runner.addresses[0][1]
         return self
 
