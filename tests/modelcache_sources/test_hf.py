@@ -13,8 +13,8 @@ import pytest
 from tests.modelcache_sources.fake_hub import COMMIT, MODEL_FILES, TOKEN, FakeCdn, FakeHub
 from tiergate.modelcache.errors import RetryableError, SourceError
 from tiergate.modelcache.plan import FileEntry
-from tiergate.modelcache.sources.hf import HfSource, parse_hf_url, retry_after_s
-from tiergate.modelcache.sources.ranged import read_bytes
+from tiergate.modelcache.sources.hf import HfSource, parse_hf_url
+from tiergate.modelcache.sources.ranged import read_bytes, retry_after_s
 
 
 @pytest.fixture

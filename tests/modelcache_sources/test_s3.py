@@ -10,8 +10,10 @@ import hashlib
 import json
 import random
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from email.utils import formatdate
 from typing import Any
 
 import pytest
@@ -293,11 +295,42 @@ class _FaultyS3:
             body = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
             head = f"HTTP/1.1 503 Slow Down\r\nRetry-After: 3\r\nContent-Type: application/xml\r\nContent-Length: {len(body)}\r\n\r\n"
             writer.write(head.encode() + body)
+        elif self.behaviour == "timeout":
+            body = b"<Error><Code>RequestTimeout</Code><Message>Idle too long.</Message></Error>"
+            later = formatdate(time.time() + 60, usegmt=True)
+            head = f"HTTP/1.1 408 Request Timeout\r\nRetry-After: {later}\r\nContent-Type: application/xml\r\nContent-Length: {len(body)}\r\n\r\n"
+            writer.write(head.encode() + body)
         else:  # a ranged body that stops short: the connection drops mid-transfer
             head = "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-999/1000\r\nContent-Length: 1000\r\n\r\n"
             writer.write(head.encode() + b"x" * 100)
         await writer.drain()
         writer.close()
+
+
+async def test_listing_refusals_follow_the_shared_retry_rule() -> None:
+    """A listing's 503 SlowDown and 408 (with Retry-After as an HTTP date) are retryable, after
+    the wait the server asked for; a 403 is final."""
+    server = _FaultyS3()
+    await server.start()
+    source = S3Source("s3://models/llama", endpoint_url=f"http://127.0.0.1:{server.port}")
+    try:
+        server.behaviour = "slowdown"
+        with pytest.raises(RetryableError, match="503 SlowDown") as throttled:
+            await source.list_files()
+        assert throttled.value.retry_after_s == 3.0
+
+        server.behaviour = "timeout"
+        with pytest.raises(RetryableError, match="408 RequestTimeout") as timed_out:
+            await source.list_files()
+        assert timed_out.value.retry_after_s is not None
+        assert 50.0 <= timed_out.value.retry_after_s <= 61.0
+
+        server.behaviour = "denied"
+        with pytest.raises(SourceError, match="access denied"):
+            await source.list_files()
+    finally:
+        await source.close()
+        await server.close()
 
 
 async def test_throttling_and_dropped_bodies_are_retryable() -> None:

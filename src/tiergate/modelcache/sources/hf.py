@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
-import time
 from collections.abc import Mapping
 from urllib.parse import quote, unquote
 
@@ -34,7 +32,7 @@ from huggingface_hub.errors import (
 
 from tiergate.modelcache.errors import FetchError, RetryableError, SourceError
 from tiergate.modelcache.plan import FileEntry
-from tiergate.modelcache.sources.ranged import RangeClient, RangeGet, parse_retry_after
+from tiergate.modelcache.sources.ranged import RangeClient, RangeGet, retryable_status
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 # The transport errors huggingface_hub lets through come from its HTTP client, which changed
@@ -183,10 +181,11 @@ def _hub_error(
 def _status_error(
     status: int, headers: Mapping[str, str], where: str, *, token: bool
 ) -> FetchError:
-    """The error of a refused request: retryable for 408, 429 and 5xx, with the wait the Hub
-    asked for; final for the rest, with a hint for the common refusals."""
-    if status in (408, 429) or status >= 500:
-        return RetryableError(f"{where}: HTTP {status}", retry_after_s(headers, time.time()))
+    """The error of a refused request: retryable as :func:`.ranged.retryable_status` says;
+    final for the rest, with a hint for the common refusals."""
+    retryable = retryable_status(status, headers, f"{where}: HTTP {status}")
+    if retryable is not None:
+        return retryable
     code = headers.get("X-Error-Code", "")
     message = headers.get("X-Error-Message", "")
     detail = f" ({message})" if message else ""
@@ -206,15 +205,3 @@ def _gated_hint(token: bool) -> str:
     return (
         "gated repository: request access on the Hub, then set HF_TOKEN to a token of that account"
     )
-
-
-_RATELIMIT_RESET = re.compile(r";\s*t\s*=\s*(\d+)")
-
-
-def retry_after_s(headers: Mapping[str, str], now: float) -> float | None:
-    """The wait a server asked for: ``Retry-After`` in seconds or as an HTTP date, else the
-    reset time of an IETF ``RateLimit`` header (the Hub sends one with its 429s)."""
-    if headers.get("Retry-After", "").strip():
-        return parse_retry_after(headers["Retry-After"], now)
-    match = _RATELIMIT_RESET.search(headers.get("RateLimit", ""))
-    return float(match.group(1)) if match else None

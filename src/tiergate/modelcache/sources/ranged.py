@@ -80,6 +80,26 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
+_RATELIMIT_RESET = re.compile(r";\s*t\s*=\s*(\d+)")
+
+
+def retry_after_s(headers: Mapping[str, str], now: float) -> float | None:
+    """The wait a server asked for: ``Retry-After`` in seconds or as an HTTP date, else the
+    reset time of an IETF ``RateLimit`` header (the Hub sends one with its 429s)."""
+    if headers.get("Retry-After", "").strip():
+        return parse_retry_after(headers["Retry-After"], now)
+    match = _RATELIMIT_RESET.search(headers.get("RateLimit", ""))
+    return float(match.group(1)) if match else None
+
+
+def retryable_status(status: int, headers: Mapping[str, str], message: str) -> FetchError | None:
+    """The one rule for retrying a refusal: 408, 429 and 5xx are retryable, after the wait
+    the server asked for; ``None`` for every other status (final; the source words it)."""
+    if status in (408, 429) or status >= 500:
+        return RetryableError(message, retry_after_s=retry_after_s(headers, time.time()))
+    return None
+
+
 def status_error(
     status: int,
     headers: Mapping[str, str],
@@ -87,24 +107,21 @@ def status_error(
     what: str,
     explain: Mapping[int, str] | None = None,
 ) -> FetchError:
-    """The error for an error status: 408, 429 and 5xx retryable (with ``Retry-After``), the
-    rest final; ``explain`` words statuses in the source's terms (404: "not found")."""
+    """The error for an error status: retryable as :func:`retryable_status` says, the rest
+    final; ``explain`` words statuses in the source's terms (404: "not found")."""
     message = f"{what}: HTTP {status}{' ' + code if code else ''}"
     if explain and status in explain:
         message = f"{what}: {explain[status]} ({code + ', ' if code else ''}HTTP {status})"
-    if status in (408, 429) or status >= 500:
-        retry_after = parse_retry_after(headers.get("Retry-After"), time.time())
-        return RetryableError(message, retry_after_s=retry_after)
-    return SourceError(message)
+    return retryable_status(status, headers, message) or SourceError(message)
 
 
 def check_range(
     status: int, headers: Mapping[str, str], start: int, end: int, *, size: int | None, what: str
 ) -> None:
-    """``headers`` must look names up without regard to case (aiohttp's, :class:`CIMultiDict`)."""
     """A 2xx answer to ``Range: bytes=start-(end-1)`` must carry exactly that range. A 206 says
     so in Content-Range; some S3-compatible stores (gofakes3, so ``rclone serve s3``) send the
-    same header with a 200. A 200 without it answers only a range that is the whole file."""
+    same header with a 200. A 200 without it answers only a range that is the whole file.
+    ``headers`` must look names up without regard to case (:class:`CIMultiDict`)."""
     content_range = headers.get("Content-Range")
     if status == 206 or content_range is not None:
         match = _CONTENT_RANGE.fullmatch((content_range or "").strip())

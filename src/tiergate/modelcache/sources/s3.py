@@ -23,6 +23,7 @@ import base64
 import binascii
 import os
 import re
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -42,11 +43,18 @@ from botocore.exceptions import (
 )
 from botocore.paginate import Paginator
 from botocore.session import Session
+from multidict import CIMultiDict
 
 from tiergate.modelcache.errors import FetchError, RetryableError, SourceError
 from tiergate.modelcache.manifest import INTERNAL_PREFIX, MANIFEST_NAME, parse_manifest
 from tiergate.modelcache.plan import FileEntry
-from tiergate.modelcache.sources.ranged import RangeClient, RangeGet, read_bytes
+from tiergate.modelcache.sources.ranged import (
+    RangeClient,
+    RangeGet,
+    read_bytes,
+    retry_after_s,
+    retryable_status,
+)
 
 # How a presigned read's error statuses read for an operator.
 _READ_STATUSES = {
@@ -328,11 +336,13 @@ def _translate(exc: ClientError | BotoCoreError, where: str) -> FetchError:
         message = str(error.get("Message", "")) or code
         metadata = exc.response.get("ResponseMetadata", {})
         status = int(metadata.get("HTTPStatusCode", 0))
-        if status == 429 or status >= 500 or code in _TRANSIENT_CODES:
-            headers = metadata.get("HTTPHeaders", {})
-            return RetryableError(
-                f"{where}: {status} {code}: {message}", _retry_after(headers.get("retry-after"))
-            )
+        headers = CIMultiDict[str](metadata.get("HTTPHeaders", {}))
+        text = f"{where}: {status} {code}: {message}"
+        retryable = retryable_status(status, headers, text)
+        if retryable is not None:
+            return retryable
+        if code in _TRANSIENT_CODES:
+            return RetryableError(text, retry_after_s(headers, time.time()))
         if code == "InvalidObjectState":
             return SourceError(f"{where}: archived (its storage class needs a restore first)")
         if status == 404 or code in _MISSING_CODES:
@@ -350,13 +360,6 @@ def _translate(exc: ClientError | BotoCoreError, where: str) -> FetchError:
     if isinstance(exc, NoCredentialsError):
         return SourceError(f"{where}: no AWS credentials found (environment, profile, IRSA, IMDS)")
     return SourceError(f"{where}: {type(exc).__name__}: {exc}")
-
-
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None
 
 
 def _is_model_file(path: str) -> bool:
