@@ -2,10 +2,10 @@
 
 A synthetic sharded model (``--size-gb`` GiB: four valid safetensors shards, their index,
 configs and a ``tiergate-manifest.json``) is generated once under ``/tmp/tiergate-bench-fetch``
-and served by nginx on 127.0.0.1; a smaller one (``--s3-size-gb``) is uploaded to moto's S3
-server, each object with its full-object SHA256. Every way of downloading runs into a fresh,
-empty DEST, the ways interleaved over ``--rounds`` (order reversed every other round) so that
-a change in the machine's load falls on all of them alike:
+and served by nginx and by ``rclone serve s3`` on 127.0.0.1; a smaller one (``--s3-size-gb``)
+is uploaded to moto's S3 server, each object with its full-object SHA256. Every way of
+downloading runs into a fresh, empty DEST, the ways interleaved over ``--rounds`` (order
+reversed every other round) so that a change in the machine's load falls on all of them alike:
 
 - HTTP: ``tiergate fetch http://…/model/ DEST`` (sha256 of every file, always);
   ``aria2c -x16 -s16`` over an input file (no check; printed alone, and plus a separate
@@ -32,7 +32,7 @@ asserted.
 
 Run from the repository root::
 
-    .venv/bin/python bench/fetch.py                  # 2 GiB over HTTP, 0.5 GiB over S3, 2 rounds
+    .venv/bin/python bench/fetch.py                  # 2 GiB: HTTP, rclone S3; 0.5 GiB: moto
     .venv/bin/python bench/fetch.py --quick          # 0.25 / 0.125 GiB, 1 round
     .venv/bin/python bench/fetch.py --size-gb 4 --rounds 3 --no-s3 --json /tmp/fetch.json
 """
