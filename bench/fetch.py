@@ -526,17 +526,14 @@ def _note_tool(part: Part, tool: tuple[str, list[str]] | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run every part and print the report; 1 with a message on a setup failure."""
     args = parse_args(argv)
-    procs.exit_on_sigterm()
+    return procs.run_main(lambda: run_and_report(args))
+
+
+def run_and_report(args: argparse.Namespace) -> int:
     machine = machine_info(args)
-    try:
-        parts = run_benchmark(args)
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted; every process the harness started was stopped", file=sys.stderr)
-        return 130
+    parts = run_benchmark(args)
     print(
         f"machine: {machine['cpus']} CPUs, Linux {machine['kernel']}; {machine['nginx']}, "
         f"{machine['aria2c']}; servers and clients share the machine, and the model is served "

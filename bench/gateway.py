@@ -263,21 +263,17 @@ def run_benchmark(args: argparse.Namespace) -> BenchResults:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print the report; 1 with a message on a setup failure."""
     args = parse_args(argv)
-    procs.exit_on_sigterm()
-    try:
-        preflight(args.only)
-        # Keep the harness itself (mostly asleep) off the gateway's core.
-        os.sched_setaffinity(0, {CLIENT_CPU})
-        cases = len(args.concurrency) * 2 * len(args.only)
-        estimate = cases * (args.duration + args.warmup)
-        print(f"{cases} cases, about {estimate} s of load plus start-up", file=sys.stderr)
-        results = run_benchmark(args)
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted; every process the harness started was stopped", file=sys.stderr)
-        return 130
+    return procs.run_main(lambda: run_and_report(args))
+
+
+def run_and_report(args: argparse.Namespace) -> int:
+    preflight(args.only)
+    # Keep the harness itself (mostly asleep) off the gateway's core.
+    os.sched_setaffinity(0, {CLIENT_CPU})
+    cases = len(args.concurrency) * 2 * len(args.only)
+    estimate = cases * (args.duration + args.warmup)
+    print(f"{cases} cases, about {estimate} s of load plus start-up", file=sys.stderr)
+    results = run_benchmark(args)
     print(report.render(results))
     if args.json:
         args.json.write_bytes(

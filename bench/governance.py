@@ -465,18 +465,14 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     """Run both parts and print the report; 1 with a message on a setup failure."""
     args = parse_args(argv)
-    procs.exit_on_sigterm()
-    try:
-        preflight()
-        runs = len(args.concurrency) * 2 * len(VARIANTS) * (args.rounds * args.duration + 1)
-        print(f"about {runs + 20} s of load, then the ledger part", file=sys.stderr)
-        results = run_benchmark(args)
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted; every process the harness started was stopped", file=sys.stderr)
-        return 130
+    return procs.run_main(lambda: run_and_report(args))
+
+
+def run_and_report(args: argparse.Namespace) -> int:
+    preflight()
+    runs = len(args.concurrency) * 2 * len(VARIANTS) * (args.rounds * args.duration + 1)
+    print(f"about {runs + 20} s of load, then the ledger part", file=sys.stderr)
+    results = run_benchmark(args)
     print(report.render(results))
     if args.json:
         args.json.write_bytes(

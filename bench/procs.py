@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -248,3 +249,17 @@ def exit_on_sigterm() -> None:
         sys.exit(128 + signum)
 
     signal.signal(signal.SIGTERM, handler)
+
+
+def run_main(body: Callable[[], int]) -> int:
+    """A benchmark's ``main``: SIGTERM unwinds (see :func:`exit_on_sigterm`), a
+    :class:`BenchError` is one line on stderr and exit 1, Ctrl-C exit 130."""
+    exit_on_sigterm()
+    try:
+        return body()
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; every process the harness started was stopped", file=sys.stderr)
+        return 130
