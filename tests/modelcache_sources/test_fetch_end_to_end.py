@@ -13,7 +13,7 @@ import pytest
 from tests.modelcache_sources.fake_hub import MODEL_FILES, FakeCdn, FakeHub
 from tests.modelcache_sources.test_s3 import _client, aws_env, bucket, moto_endpoint  # noqa: F401
 from tiergate.modelcache.cache import read_marker
-from tiergate.modelcache.errors import VerifyError
+from tiergate.modelcache.errors import SourceError, VerifyError
 from tiergate.modelcache.fetch import fetch
 from tiergate.modelcache.sources.hf import HfSource
 from tiergate.modelcache.sources.s3 import S3Source
@@ -65,6 +65,31 @@ async def test_fetch_from_s3_verifies_installs_and_marks_then_takes_the_fast_pat
     assert marker.digest == first.digest
     assert again.status == "cached"
     assert again.bytes_transferred == 0
+
+
+async def test_a_key_that_lists_outside_dest_is_refused_before_dest_is_touched(
+    moto_endpoint: str,  # noqa: F811
+    bucket: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A stray ``//`` after the prefix (``aws s3 cp … s3://b/m//``) lists as an absolute path:
+    the fetch refuses it, and the file of that name outside DEST is left alone."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("not the fetcher's")
+    client = _client(moto_endpoint)
+    client.put_object(Bucket=bucket, Key="stray/ok.json", Body=b"{}")
+    client.put_object(Bucket=bucket, Key=f"stray/{victim}", Body=b"overwritten")
+    client.close()
+    dest = tmp_path / "dest"
+    source = S3Source(f"s3://{bucket}/stray", endpoint_url=moto_endpoint)
+    try:
+        with pytest.raises(SourceError, match=r"unsafe file path '/.*victim\.txt' \(absolute\)"):
+            await fetch(source, dest)
+    finally:
+        await source.close()
+    assert victim.read_text() == "not the fetcher's"
+    assert read_marker(dest) is None
+    assert not dest.exists() or tree(dest) == {}
 
 
 async def test_fetch_from_the_hub_pins_one_commit_and_checks_lfs_hashes(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import random
+import re
 import signal
 import sys
 from pathlib import Path
@@ -19,8 +20,7 @@ from tiergate.modelcache import transfer as transfer_module
 from tiergate.modelcache.errors import FetchError, RetryableError, SourceError, SpaceError
 from tiergate.modelcache.journal import JOURNAL_SUFFIX
 from tiergate.modelcache.plan import FileEntry, Plan
-from tiergate.modelcache.sources.http import HttpSource
-from tiergate.modelcache.transfer import TransferSettings, transfer
+from tiergate.modelcache.transfer import TransferSettings
 
 KIB = 1 << 10
 CHUNK = 256 * KIB
@@ -260,18 +260,21 @@ async def test_journal_for_another_chunk_size_starts_the_file_over(tmp_path: Pat
     assert server.served == 4 * CHUNK
 
 
-async def test_unsafe_plan_path_is_refused_before_any_request(tmp_path: Path) -> None:
-    files = {"weights.bin": random_bytes(10, seed=12)}
-    async with RangeServer(files) as server:
-        source = HttpSource(server.url("weights.bin"))
-        plan = Plan("x", (FileEntry("../escape.bin", 10),))
-        try:
-            with pytest.raises(SourceError, match="unsafe"):
-                await transfer(source, plan, tmp_path / "staging", SETTINGS)
-        finally:
-            await source.close()
-    assert server.requests == []
-    assert not (tmp_path / "escape.bin").exists()
+@pytest.mark.parametrize(
+    ("path", "reason"),
+    [
+        ("../escape.bin", "an empty, '.' or '..' part"),
+        ("/etc/passwd", "absolute"),
+        ("a\\b.bin", "backslash"),
+        ("a//b.bin", "an empty, '.' or '..' part"),
+        ("./a.bin", "an empty, '.' or '..' part"),
+        ("", "empty"),
+    ],
+)
+def test_a_plan_refuses_paths_that_leave_the_model_root(path: str, reason: str) -> None:
+    match = f"s3://b/m: refusing unsafe file path .*{re.escape(reason)}"
+    with pytest.raises(SourceError, match=match):
+        Plan("s3://b/m", (FileEntry("ok.bin", 1), FileEntry(path, 10)))
 
 
 def test_retry_delay_full_jitter_and_retry_after() -> None:

@@ -22,7 +22,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tiergate.modelcache.plan import FileEntry, Plan
+from tiergate.modelcache.plan import FileEntry, ModelPath, Plan
 
 LOCK_NAME = ".tiergate.lock"
 STAGING_NAME = ".tiergate-staging"
@@ -35,7 +35,7 @@ class MarkerFile(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    path: str
+    path: ModelPath
     size: int = Field(ge=0)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 

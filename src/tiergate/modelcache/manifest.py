@@ -13,10 +13,10 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tiergate.modelcache.errors import SourceError
-from tiergate.modelcache.plan import FileEntry
+from tiergate.modelcache.plan import FileEntry, ModelPath
 from tiergate.modelcache.verify import sha256_files
 
 MANIFEST_NAME = "tiergate-manifest.json"
@@ -29,18 +29,9 @@ INTERNAL_PREFIX = ".tiergate"
 class _ManifestFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    path: str = Field(min_length=1)
+    path: ModelPath
     size: int = Field(ge=0)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-
-    @field_validator("path")
-    @classmethod
-    def _relative(cls, path: str) -> str:
-        # A manifest names files under the model's root, never outside it (DEST is written).
-        parts = path.split("/")
-        if path.startswith("/") or "\\" in path or any(p in ("", ".", "..") for p in parts):
-            raise ValueError(f"not a plain relative path: {path!r}")
-        return path
 
 
 class _Manifest(BaseModel):

@@ -8,8 +8,40 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Annotated
 
 import orjson
+from pydantic import AfterValidator
+
+from tiergate.modelcache.errors import SourceError
+
+
+def unsafe_path_reason(path: str) -> str | None:
+    """Why ``path`` cannot name a file under a model root (and so under DEST), else ``None``:
+    absolute, backslashes, empty, ``.`` or ``..`` parts. Every listed path is checked before
+    anything in DEST is touched: a stray ``//`` in an S3 key or a hostile listing must not
+    reach outside it."""
+    if not path:
+        return "empty"
+    if path.startswith("/"):
+        return "absolute"
+    if "\\" in path:
+        return "contains a backslash"
+    if any(part in ("", ".", "..") for part in path.split("/")):
+        return "has an empty, '.' or '..' part"
+    return None
+
+
+def _require_safe_path(path: str) -> str:
+    reason = unsafe_path_reason(path)
+    if reason is not None:
+        raise ValueError(f"not a plain relative path: {path!r} ({reason})")
+    return path
+
+
+# A path field of a manifest or a completion marker: read from files that a hand may have
+# edited, so checked on the way in like every listing.
+ModelPath = Annotated[str, AfterValidator(_require_safe_path)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +60,14 @@ class Plan:
 
     source: str
     files: tuple[FileEntry, ...]
+
+    def __post_init__(self) -> None:
+        for entry in self.files:
+            reason = unsafe_path_reason(entry.path)
+            if reason is not None:
+                raise SourceError(
+                    f"{self.source}: refusing unsafe file path {entry.path!r} ({reason})"
+                )
 
     @property
     def total_bytes(self) -> int:
