@@ -9,7 +9,8 @@ import os
 import struct
 import threading
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from aiohttp import web
@@ -67,9 +68,15 @@ def write_model(root: Path, shards: int = 2, *, rows: int = 64) -> dict[str, byt
 class CountingSource:
     """A :class:`LocalSource` that counts listings, and read calls and bytes per path."""
 
-    def __init__(self, root: Path, reads: Counter[str] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        reads: Counter[str] | None = None,
+        versions: Mapping[str, str] | None = None,
+    ) -> None:
         self.inner = LocalSource(root.as_uri())
         self.url = self.inner.url
+        self.versions = dict(versions or {})  # listed as the source's versions of these paths
         self.listings = 0
         self.reads: Counter[str] = Counter() if reads is None else reads
         self.bytes_read: Counter[str] = Counter()
@@ -77,7 +84,8 @@ class CountingSource:
 
     async def list_files(self) -> list[FileEntry]:
         self.listings += 1
-        return await self.inner.list_files()
+        listed = await self.inner.list_files()
+        return [replace(entry, version=self.versions.get(entry.path)) for entry in listed]
 
     async def reader(self, path: str) -> RangeReader:
         inner = await self.inner.reader(path)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -261,15 +260,53 @@ async def test_waiting_for_a_leader_is_bounded(tmp_path: Path) -> None:
         await wait_for_marker(tmp_path, timeout_s=0.1, poll_s=0.01)
 
 
+def stage_complete(
+    staged: Path, data: bytes, chunk_bytes: int, sha256: str | None, version: str | None
+) -> None:
+    """A staged file as a killed run leaves it once whole: its bytes and its full journal."""
+    staged.parent.mkdir(parents=True, exist_ok=True)
+    staged.write_bytes(data)
+    journal = Journal.create(journal_path(staged), len(data), sha256, chunk_bytes, version=version)
+    for index in range(-(-len(data) // chunk_bytes)):
+        journal.record(index, durable=True)
+    journal.close()
+
+
 async def test_resumes_from_what_is_staged(source_dir: Path, tmp_path: Path) -> None:
     dest = tmp_path / "dest"
     staged = dest / STAGING_NAME / "config.json"
-    staged.parent.mkdir(parents=True)
-    shutil.copyfile(source_dir / "config.json", staged)  # complete, as a killed run left it
+    data = (source_dir / "config.json").read_bytes()
+    sha256 = hashlib.sha256(data).hexdigest()  # the manifest's
+    stage_complete(staged, data, SMALL_CHUNKS.chunk_bytes, sha256, version=None)
     source = CountingSource(source_dir)
-    summary = await fetch(source, dest)
+    summary = await fetch(source, dest, settings=SMALL_CHUNKS)
     assert "config.json" not in source.reads
     assert summary.status == "fetched"
+    assert same_tree(source_dir, dest)
+
+
+@pytest.mark.parametrize("left_behind", ["no journal", "another version"])
+async def test_a_staged_file_the_source_has_changed_since_is_fetched_again(
+    tmp_path: Path, left_behind: str
+) -> None:
+    """No file has a published hash. A killed run staged config.json whole; the source then
+    changed it (same size): the new one is fetched, never the old one installed and marked."""
+    source_dir = tmp_path / "published"
+    write_model(source_dir)  # no manifest
+    dest = tmp_path / "dest"
+    staged = dest / STAGING_NAME / "config.json"
+    new = (source_dir / "config.json").read_bytes()
+    old = bytes(b"x" * len(new))
+    if left_behind == "no journal":
+        staged.parent.mkdir(parents=True)
+        staged.write_bytes(old)
+    else:
+        stage_complete(staged, old, SMALL_CHUNKS.chunk_bytes, None, version='"old-etag"')
+    source = CountingSource(source_dir, versions={"config.json": '"new-etag"'})
+    summary = await fetch(source, dest, settings=SMALL_CHUNKS)
+    assert source.reads["config.json"] >= 1
+    assert summary.status == "fetched"
+    assert (dest / "config.json").read_bytes() == new
     assert same_tree(source_dir, dest)
 
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import hashlib
+import re
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 
@@ -44,7 +46,11 @@ async def test_lists_sizes_and_lfs_sha256_at_one_commit(hub: FakeHub) -> None:
         FileEntry(path, len(item.data), hashlib.sha256(item.data).hexdigest() if item.lfs else None)
         for path, item in sorted(MODEL_FILES.items())
     ]
-    assert files == expected
+    assert [replace(entry, version=None) for entry in files] == expected
+    # Each file's version is its git blob id: 40 hex digits, one per distinct content.
+    assert all(re.fullmatch(r"[0-9a-f]{40}", entry.version or "") for entry in files)
+    contents = {MODEL_FILES[entry.path].data: entry.version for entry in files}
+    assert len(set(contents.values())) == len(contents)
     assert source.commit == COMMIT
     assert hub.api_calls == [("models/org/model", None)]
 

@@ -4,6 +4,9 @@ Files are served under ``/m/<path>`` with ``HEAD`` and ranged ``GET``; ``/m/tier
 lists them (with their sha256). A fault applies to data ``GET`` s of its path (or of any path):
 after letting ``skip`` matching requests through, to the next ``times`` ones (``None``: all).
 ``served`` counts body bytes written for data ``GET`` s, ``requests`` their ranges.
+``head_status`` answers every ``HEAD`` with that status (a URL pre-signed for ``GET`` only);
+``required_auth`` refuses requests without that ``Authorization`` (401). ``/m`` redirects to
+``/m/`` and ``/listing`` is an HTML page, as a directory URL without its ``/`` meets them.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -20,6 +24,7 @@ from aiohttp import web
 from tests.loopback import LoopbackServer
 
 FaultKind = Literal["status", "drop", "stall", "corrupt", "short", "long", "ignore_range"]
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _PIECE = 64 << 10
 _STALL_S = 30.0  # a stalled answer waits at most this long (its client gives up far sooner)
 
@@ -62,15 +67,31 @@ class RangeServer(LoopbackServer):
         self.requests: list[tuple[str, int, int]] = []
         self.active = 0
         self.peak_active = 0
+        self.head_status: int | None = None
+        self.required_auth: str | None = None
 
     def url(self, path: str = "") -> str:
         return f"http://127.0.0.1:{self.port}/m/{path}"
 
     def make_app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self._check_auth])
         app.router.add_route("HEAD", "/m/{path:.+}", self._head)
         app.router.add_get("/m/{path:.+}", self._get, allow_head=False)
+        app.router.add_get("/m", self._to_directory)
+        app.router.add_get("/listing", self._html)
         return app
+
+    @web.middleware
+    async def _check_auth(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
+        if self.required_auth and request.headers.get("Authorization") != self.required_auth:
+            raise web.HTTPUnauthorized()
+        return await handler(request)
+
+    async def _to_directory(self, request: web.Request) -> web.StreamResponse:
+        raise web.HTTPMovedPermanently("/m/")
+
+    async def _html(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(text="<html><a href='x.bin'>x.bin</a></html>", content_type="text/html")
 
     def manifest_body(self) -> bytes:
         if self.manifest is not None:
@@ -107,6 +128,8 @@ class RangeServer(LoopbackServer):
         path = request.match_info["path"]
         if path not in self.files:
             raise web.HTTPNotFound()
+        if self.head_status is not None:
+            return web.Response(status=self.head_status)
         response = web.StreamResponse(headers=self._headers(path))
         response.content_length = len(self.files[path])
         await response.prepare(request)

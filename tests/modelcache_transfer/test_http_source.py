@@ -4,6 +4,7 @@ reads, and how HTTP answers become fetcher errors."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 from email.utils import formatdate
 
@@ -30,7 +31,9 @@ async def test_single_file_is_sized_by_head_with_sha256_from_the_etag() -> None:
     async with RangeServer({"w.bin": DATA}, etags={"w.bin": f'"{SHA}"'}) as server:
         source = HttpSource(server.url("w.bin"))
         try:
-            assert await source.list_files() == [FileEntry("w.bin", len(DATA), SHA)]
+            # The ETag is also the file's version: a changed file is never resumed.
+            listed = [FileEntry("w.bin", len(DATA), SHA, version=f'"{SHA}"')]
+            assert await source.list_files() == listed
             assert await read_all(source, "w.bin", 10, 5000) == DATA[10:5000]
         finally:
             await source.close()
@@ -44,7 +47,8 @@ async def test_linked_etag_wins_and_other_etags_give_no_sha256() -> None:
         for path, expected in [("a.bin", SHA), ("b.bin", None)]:
             source = HttpSource(server.url(path))
             try:
-                assert await source.list_files() == [FileEntry(path, len(DATA), expected)]
+                listed = [FileEntry(path, len(DATA), expected, version=etags[path])]
+                assert await source.list_files() == listed
             finally:
                 await source.close()
 
@@ -186,3 +190,75 @@ def test_sha256_from_etag() -> None:
     assert sha256_from_etag(f'W/"{SHA.upper()}"') == SHA
     assert sha256_from_etag('"d41d8cd98f00b204e9800998ecf8427e"') is None
     assert sha256_from_etag(None) is None
+
+
+async def test_a_url_signed_for_get_only_is_sized_by_its_first_byte() -> None:
+    """A pre-signed S3 or GCS URL signs the method: its ``HEAD`` is refused (403), so the file
+    is sized by a ``GET`` of byte 0. The signature shows nowhere: not in the source's name."""
+    async with RangeServer({"w.bin": DATA}, etags={"w.bin": '"v1"'}) as server:
+        server.head_status = 403
+        source = HttpSource(server.url("w.bin") + "?X-Amz-Signature=SECRET&X-Amz-Expires=60")
+        try:
+            listed = await source.list_files()
+            assert listed == [FileEntry("w.bin", len(DATA), None, version='"v1"')]
+            assert await read_all(source, "w.bin", 0, len(DATA)) == DATA
+            assert "SECRET" not in source.url
+            assert source.url.endswith("/m/w.bin?…")
+        finally:
+            await source.close()
+    assert server.requests[0] == ("w.bin", 0, 1)
+
+
+async def test_refusals_name_the_url_without_its_query_or_user_info() -> None:
+    async with RangeServer({"w.bin": DATA}) as server:
+        server.faults.append(Fault("status", status=403, times=None))
+        url = server.url("w.bin").replace("//", "//user:PASSWORD@", 1) + "?X-Amz-Signature=SECRET"
+        source = HttpSource(url)
+        try:
+            await source.list_files()
+            with pytest.raises(SourceError) as caught:
+                await read_all(source, "w.bin", 0, 100)
+        finally:
+            await source.close()
+    message = str(caught.value)
+    assert "403" in message
+    assert "/m/w.bin?…" in message
+    for secret in ("SECRET", "PASSWORD", "user"):
+        assert secret not in message
+
+
+async def test_user_info_in_the_url_is_sent_as_basic_authorization() -> None:
+    async with RangeServer({"w.bin": DATA}) as server:
+        server.required_auth = "Basic " + base64.b64encode(b"user:p@ss").decode()
+        source = HttpSource(server.url("w.bin").replace("//", "//user:p%40ss@", 1))
+        try:
+            assert [entry.size for entry in await source.list_files()] == [len(DATA)]
+            assert await read_all(source, "w.bin", 0, len(DATA)) == DATA
+        finally:
+            await source.close()
+
+
+async def test_a_space_in_the_url_is_percent_encoded() -> None:
+    async with RangeServer({"my model.bin": DATA}) as server:
+        source = HttpSource(server.url("my model.bin"))
+        try:
+            assert [entry.path for entry in await source.list_files()] == ["my model.bin"]
+            assert await read_all(source, "my model.bin", 0, len(DATA)) == DATA
+        finally:
+            await source.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "error"),
+    [("m", r"a directory \(redirected to .*/m/\); end the URL with '/'"), ("listing", "HTML page")],
+)
+async def test_a_directory_url_without_its_slash_is_refused(path: str, error: str) -> None:
+    """``https://host/dir`` answers with a redirect to ``dir/`` or an HTML listing: never a
+    file to install (with a marker) under the name ``dir``."""
+    async with RangeServer({"w.bin": DATA}) as server:
+        source = HttpSource(f"http://127.0.0.1:{server.port}/{path}")
+        try:
+            with pytest.raises(SourceError, match=error):
+                await source.list_files()
+        finally:
+            await source.close()

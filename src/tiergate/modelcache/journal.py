@@ -1,26 +1,31 @@
 """The per-file record of completed chunks that lets a killed transfer resume.
 
-``<file>.tiergate-journal`` sits next to the staging file while it is incomplete. Its first line
-names the file size, expected sha256 and chunk size it was written for; each further line is the
-index of a chunk whose bytes were written before the line was appended. A killed process loses
-neither (both are in the page cache). After a machine crash the journal may name a chunk whose
-bytes did not reach the disk: when the file has an expected sha256 the hash check finds that and
-the file is fetched again; without one, the transfer fsyncs each chunk's bytes and the journal
-line (``durable=True``), so that the journal never runs ahead of the disk. A journal written for
-another file (size or sha256) or chunk size is not used: that file starts over. A torn last line
-(power loss) is cut off when the journal is reopened.
+``<file>.tiergate-journal`` sits next to the staging file from its first byte until the staging
+area is cleared (after the completion marker). Its first line names the file size, expected
+sha256, source version (an ETag, a git blob id) and chunk size it was written for; each further
+line is the index of a chunk whose bytes were written before the line was appended. A killed
+process loses neither (both are in the page cache). After a machine crash the journal may name
+a chunk whose bytes did not reach the disk: when the file has an expected sha256 the hash check
+finds that and the file is fetched again; without one, the transfer fsyncs each chunk's bytes
+and the journal line (``durable=True``), so that the journal never runs ahead of the disk.
+
+A journal written for another file (size, sha256 or version) or chunk size is not used, and a
+staged file without a journal is not trusted: that file starts over. So a file the source
+changed between two runs is never finished from the old one's bytes, even when no hash could
+tell. A torn last line (power loss) is cut off when the journal is reopened.
 
 The functions are blocking (file I/O and fsync): the transfer runs them in worker threads.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 JOURNAL_SUFFIX = ".tiergate-journal"
-_MAGIC = "tiergate-journal 1"
+_MAGIC = "tiergate-journal 2"
 
 
 def journal_path(file: Path) -> Path:
@@ -28,8 +33,11 @@ def journal_path(file: Path) -> Path:
     return file.with_name(file.name + JOURNAL_SUFFIX)
 
 
-def _header(size: int, sha256: str | None, chunk_bytes: int) -> bytes:
-    return f"{_MAGIC} size={size} sha256={sha256 or '-'} chunk={chunk_bytes}\n".encode()
+def _header(size: int, sha256: str | None, version: str | None, chunk_bytes: int) -> bytes:
+    # A version is free text (an ETag has quotes): its hash keeps the line plain.
+    tag = hashlib.sha256(version.encode()).hexdigest()[:32] if version is not None else "-"
+    line = f"{_MAGIC} size={size} sha256={sha256 or '-'} version={tag} chunk={chunk_bytes}\n"
+    return line.encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +49,13 @@ class JournalState:
 
 
 def read_journal(
-    path: Path, size: int, sha256: str | None, chunk_bytes: int, n_chunks: int
+    path: Path,
+    size: int,
+    sha256: str | None,
+    chunk_bytes: int,
+    n_chunks: int,
+    *,
+    version: str | None = None,
 ) -> JournalState | None:
     """The completed chunks a journal records, or ``None`` when there is none usable (missing, or
     written for another file or chunk size)."""
@@ -49,7 +63,7 @@ def read_journal(
         raw = path.read_bytes()
     except FileNotFoundError:
         return None
-    header = _header(size, sha256, chunk_bytes)
+    header = _header(size, sha256, version, chunk_bytes)
     if not raw.startswith(header):
         return None
     chunks: set[int] = set()
@@ -78,13 +92,20 @@ class Journal:
         self._fd = fd
 
     @classmethod
-    def create(cls, path: Path, size: int, sha256: str | None, chunk_bytes: int) -> Journal:
-        """A new, empty journal, durable (directory entry included) before it returns: a data
-        file that exists without a journal is taken as complete, so the journal must come first.
-        """
+    def create(
+        cls,
+        path: Path,
+        size: int,
+        sha256: str | None,
+        chunk_bytes: int,
+        *,
+        version: str | None = None,
+    ) -> Journal:
+        """A new, empty journal, durable (directory entry included) before it returns, so that
+        it always comes before the bytes it vouches for."""
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
         try:
-            os.write(fd, _header(size, sha256, chunk_bytes))
+            os.write(fd, _header(size, sha256, version, chunk_bytes))
             os.fsync(fd)
             _fsync_dir(path.parent)
         except BaseException:
@@ -114,8 +135,3 @@ class Journal:
 
     def close(self) -> None:
         os.close(self._fd)
-
-    def remove(self) -> None:
-        """Close and delete the journal: its file is complete."""
-        self.close()
-        self.path.unlink(missing_ok=True)

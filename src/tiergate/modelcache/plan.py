@@ -47,11 +47,14 @@ ModelPath = Annotated[str, AfterValidator(_require_safe_path)]
 @dataclass(frozen=True, slots=True)
 class FileEntry:
     """One file of a model: ``path`` relative to the model root (POSIX separators), its size in
-    bytes and its expected sha256 (hex) when the source publishes one."""
+    bytes, its expected sha256 (hex) when the source publishes one, and its ``version`` when the
+    source names one (an S3 or HTTP ETag, a Hub git blob id): what changes when the file does,
+    so that a changed file is never finished from an earlier run's bytes."""
 
     path: str
     size: int
     sha256: str | None = None
+    version: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,5 +79,9 @@ class Plan:
     @property
     def digest(self) -> str:
         """sha256 of the plan's canonical JSON: what the completion marker records."""
-        body = [[entry.path, entry.size, entry.sha256] for entry in self.files]
+        body = [
+            [entry.path, entry.size, entry.sha256]
+            + ([entry.version] if entry.version is not None else [])
+            for entry in self.files
+        ]
         return hashlib.sha256(orjson.dumps({"source": self.source, "files": body})).hexdigest()

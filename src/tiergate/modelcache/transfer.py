@@ -352,19 +352,16 @@ def _scan(plan: Plan, staging: Path, chunk_bytes: int) -> tuple[list[_FileJob], 
                 created += 1
             continue
         n_chunks = -(-entry.size // chunk_bytes)
-        state = read_journal(journal, entry.size, entry.sha256, chunk_bytes, n_chunks)
-        if size == entry.size and state is None and not journal.exists():
-            resumed += entry.size  # complete from an earlier run
-            continue
+        state = read_journal(
+            journal, entry.size, entry.sha256, chunk_bytes, n_chunks, version=entry.version
+        )
         if size != entry.size:
-            state = None
+            state = None  # a staged file without its journal (or of another size) starts over
         done = state.chunks if state is not None else frozenset()
         todo = [index for index in range(n_chunks) if index not in done]
         resumed += sum(min(chunk_bytes, entry.size - index * chunk_bytes) for index in done)
-        if not todo:  # every chunk recorded, killed before the journal was removed
-            journal.unlink()
-            continue
-        jobs.append(_FileJob(entry, path, todo, state, left=len(todo)))
+        if todo:
+            jobs.append(_FileJob(entry, path, todo, state, left=len(todo)))
     return jobs, resumed, created
 
 
@@ -386,7 +383,9 @@ def _open_job(job: _FileJob, chunk_bytes: int) -> None:
         job.fd = os.open(job.path, os.O_WRONLY)
     else:
         job.path.parent.mkdir(parents=True, exist_ok=True)
-        job.journal = Journal.create(journal, job.entry.size, job.entry.sha256, chunk_bytes)
+        job.journal = Journal.create(
+            journal, job.entry.size, job.entry.sha256, chunk_bytes, version=job.entry.version
+        )
         job.fd = os.open(job.path, os.O_WRONLY | os.O_CREAT, 0o644)
         os.ftruncate(job.fd, job.entry.size)
     job.opened = True
@@ -413,13 +412,14 @@ def _commit_chunk(job: _FileJob, index: int) -> None:
 
 
 def _finish_job(job: _FileJob) -> None:
-    """A file is complete: make it durable (the completion marker will vouch for it), close
-    it and drop its journal, leaving it for verification."""
+    """A file is complete: make it durable (the completion marker will vouch for it) and close
+    it, leaving it for verification. Its journal, every chunk recorded, stays until the staging
+    area is cleared: it is what says that the staged file is whole and of this version."""
     assert job.journal is not None
     _fdatasync(job.fd)
     os.close(job.fd)
     job.fd = -1
-    job.journal.remove()
+    job.journal.close()
     job.journal = None
 
 

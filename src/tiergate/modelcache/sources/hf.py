@@ -150,7 +150,9 @@ class HfSource:
             if sibling.size is None:
                 raise SourceError(f"{where}: the Hub gave no size for {sibling.rfilename}")
             sha256 = sibling.lfs.sha256 if sibling.lfs is not None else None
-            entries.append(FileEntry(sibling.rfilename, sibling.size, sha256))
+            # The git blob id changes with the file: its version, LFS or not.
+            version = getattr(sibling, "blob_id", None)
+            entries.append(FileEntry(sibling.rfilename, sibling.size, sha256, version=version))
         return info.sha, sorted(entries, key=lambda entry: entry.path)
 
 

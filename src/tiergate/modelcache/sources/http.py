@@ -18,14 +18,20 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from posixpath import basename
-from urllib.parse import quote, unquote, urljoin, urlsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
 import aiohttp
 
 from tiergate.modelcache.errors import RetryableError, SourceError
 from tiergate.modelcache.manifest import MANIFEST_NAME, parse_manifest
 from tiergate.modelcache.plan import FileEntry
-from tiergate.modelcache.sources.ranged import RangeClient, RangeGet, status_error
+from tiergate.modelcache.sources.ranged import (
+    RangeClient,
+    RangeGet,
+    basic_auth,
+    redact_url,
+    status_error,
+)
 
 _MANIFEST_MAX_BYTES = 64 << 20
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -61,12 +67,20 @@ class HttpSource:
         request_timeout_s: float = 30.0,
     ) -> None:
         parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise SourceError(f"not an http(s) URL: {url}")
-        self.url = url
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise SourceError(f"not an http(s) URL: {redact_url(url)}")
+        # User info becomes a Basic Authorization header (dropped on redirects elsewhere); a
+        # path is percent-encoded where it needs it (a space), as a browser would.
+        auth = {}
+        if parts.username:
+            auth["Authorization"] = basic_auth(parts.username, parts.password)
+        netloc = parts.netloc.rpartition("@")[2]
+        path = quote(parts.path, safe=_PATH_SAFE)
+        url = urlunsplit((parts.scheme, netloc, path, parts.query, ""))
+        self.url = redact_url(url)
         self._session = session
         self._own_session = session is None
-        self._headers = dict(headers or {})
+        self._headers = auth | dict(headers or {})
         self._whole_timeout = aiohttp.ClientTimeout(total=request_timeout_s)
         self._ranges = RangeClient(request_timeout_s)
         name = basename(parts.path)
@@ -89,9 +103,8 @@ class HttpSource:
     async def reader(self, path: str) -> RangeGet:
         """Ranged GETs of ``path`` (a :class:`~tiergate.modelcache.sources.ranged.RangeReader`)."""
         url = self._url_of(path)
-        return RangeGet(
-            self._ranges, url, f"GET {url}", headers=self._headers, size=self._sizes.get(path)
-        )
+        what = f"GET {redact_url(url)}"
+        return RangeGet(self._ranges, url, what, headers=self._headers, size=self._sizes.get(path))
 
     async def close(self) -> None:
         self._ranges.close()
@@ -116,21 +129,39 @@ class HttpSource:
         return self._base + quote(path)
 
     async def _head(self, name: str, url: str) -> FileEntry:
-        what = f"HEAD {url}"
+        entry = await self._probe("HEAD", name, url)
+        if entry is None:
+            # Refused: a pre-signed URL (S3, GCS) is signed for GET only. Ask for byte 0.
+            entry = await self._probe("GET", name, url)
+        assert entry is not None
+        return entry
+
+    async def _probe(self, method: str, name: str, url: str) -> FileEntry | None:
+        """A single file's size, sha256 (from ETag-like headers, redirects' included: the Hub
+        sends the LFS sha256 on the redirect, not on the CDN's answer) and version (its
+        ETag), by ``HEAD`` or by a ``GET`` of its first byte; ``None`` when a ``HEAD`` is
+        refused with 403 or 405."""
+        what = f"{method} {redact_url(url)}"
+        extra = {"Range": "bytes=0-0"} if method == "GET" else {}
         try:
-            async with self._client().head(
+            async with self._client().request(
+                method,
                 url,
-                headers={**self._headers, "Accept-Encoding": "identity"},
+                headers={**self._headers, "Accept-Encoding": "identity", **extra},
                 allow_redirects=True,
                 timeout=self._whole_timeout,
             ) as response:
+                if method == "HEAD" and response.status in (403, 405):
+                    return None
+                _refuse_directory(response, url, what)
                 _raise_for_status(response, what)
-                if response.content_length is None:
+                _refuse_html(response, what)
+                size = _size_of(response)
+                if size is None:
                     raise SourceError(f"{what}: no Content-Length")
-                # The Hub sends the LFS sha256 on the redirect, not on the CDN's answer.
                 tags = [r.headers.get(h) for r in (*response.history, response) for h in _TAGS]
                 sha256 = next((s for s in map(sha256_from_etag, tags) if s), None)
-                return FileEntry(name, response.content_length, sha256)
+                return FileEntry(name, size, sha256, version=response.headers.get("ETag"))
         except (aiohttp.ClientSSLError, aiohttp.InvalidURL) as exc:
             raise SourceError(f"{what}: {exc}") from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -139,7 +170,7 @@ class HttpSource:
     async def _read_manifest(self) -> list[FileEntry]:
         assert self._base is not None
         url = self._base + MANIFEST_NAME
-        what = f"GET {url}"
+        what = f"GET {redact_url(url)}"
         try:
             async with self._client().get(
                 url, headers=self._headers, timeout=self._whole_timeout
@@ -152,7 +183,39 @@ class HttpSource:
             raise SourceError(f"{what}: {exc}") from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise RetryableError(f"{what}: {type(exc).__name__}: {exc}") from exc
-        return parse_manifest(body, url)
+        return parse_manifest(body, redact_url(url))
 
 
 _TAGS = ("X-Linked-Etag", "ETag")
+_PATH_SAFE = "/%:@!$&'()*+,;=~"
+
+
+def _size_of(response: aiohttp.ClientResponse) -> int | None:
+    """The file's size: a 206's Content-Range total, else the Content-Length."""
+    if response.status == 206:
+        match = _CONTENT_RANGE_TOTAL.fullmatch(response.headers.get("Content-Range", "").strip())
+        return int(match[1]) if match else None
+    return response.content_length
+
+
+_CONTENT_RANGE_TOTAL = re.compile(r"bytes \d+-\d+/(\d+)")
+
+
+def _refuse_directory(response: aiohttp.ClientResponse, url: str, what: str) -> None:
+    """A URL without its trailing ``/`` that names a directory is redirected to ``…/`` (and
+    then answered with a listing, or refused): never a model file."""
+    final = str(response.url)
+    if final.split("?", 1)[0].endswith("/") and not url.split("?", 1)[0].endswith("/"):
+        raise SourceError(
+            f"{what}: a directory (redirected to {redact_url(final)}); end the URL with '/' "
+            f"and publish a {MANIFEST_NAME} there"
+        )
+
+
+def _refuse_html(response: aiohttp.ClientResponse, what: str) -> None:
+    """An HTML page (a directory listing, a login form) is never a model file."""
+    if response.content_type == "text/html":
+        raise SourceError(
+            f"{what}: the server answers with an HTML page, not a file (a directory listing? "
+            f"end the URL with '/' and publish a {MANIFEST_NAME} there)"
+        )

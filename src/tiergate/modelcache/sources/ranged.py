@@ -32,7 +32,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 from multidict import CIMultiDict
 
@@ -98,6 +98,20 @@ def retryable_status(status: int, headers: Mapping[str, str], message: str) -> F
     if status in (408, 429) or status >= 500:
         return RetryableError(message, retry_after_s=retry_after_s(headers, time.time()))
     return None
+
+
+def basic_auth(username: str, password: str | None) -> str:
+    """The ``Basic`` credentials of a URL's user info (percent-encoded, as URLs carry it)."""
+    user = f"{unquote(username)}:{unquote(password or '')}"
+    return "Basic " + base64.b64encode(user.encode()).decode()
+
+
+def redact_url(url: str) -> str:
+    """``url`` fit for messages, summaries and markers: no user info, and a query (a pre-signed
+    URL's signature) shown only as ``?…``."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, netloc, parts.path, "", "")) + ("?…" if parts.query else "")
 
 
 def status_error(
@@ -362,8 +376,7 @@ def _new_link(origin: _Origin, timeout_s: float, context: ssl.SSLContext) -> _Li
     parts = urlsplit(proxy)
     auth: dict[str, str] = {}
     if parts.username:
-        user = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-        auth["Proxy-Authorization"] = "Basic " + base64.b64encode(user.encode()).decode()
+        auth["Proxy-Authorization"] = basic_auth(parts.username, parts.password)
     host, port = parts.hostname or "", parts.port or 80
     if origin.scheme == "https":
         tunnel = http.client.HTTPSConnection(host, port, timeout=timeout_s, context=context)

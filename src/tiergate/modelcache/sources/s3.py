@@ -126,6 +126,7 @@ class _Object:
     size: int
     # None: the listing does not say (some S3-compatible stores); ask with a HEAD.
     checksum_algorithms: tuple[str, ...] | None
+    etag: str | None  # changes when the object does: the file's version
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
@@ -223,7 +224,7 @@ class S3Source:
                         f"{item.size} bytes" + (f" and sha256 {sha256}" if sha256 else "")
                     )
                 sha256 = sha256 or listed.sha256
-            entries.append(FileEntry(item.path, item.size, sha256))
+            entries.append(FileEntry(item.path, item.size, sha256, version=item.etag))
         if published:
             missing = ", ".join(sorted(published)[:5])
             raise SourceError(
@@ -282,6 +283,7 @@ class S3Source:
                         key[len(self.prefix) :],
                         int(item["Size"]),
                         None if algorithms is None else tuple(algorithms),
+                        item.get("ETag"),
                     )
                 )
         return sorted(found, key=lambda item: item.path)
