@@ -110,3 +110,18 @@ def test_an_index_alone_is_not_checked(tmp_path: Path) -> None:
     files = write_model(tmp_path)
     only = {name: tmp_path / name for name in files if name.endswith(".json")}
     assert check_model(only) == 0
+
+
+def test_an_index_none_of_whose_shards_is_selected_is_not_checked(tmp_path: Path) -> None:
+    """Mistral's layout: consolidated.safetensors beside HF shards and their index; fetching
+    ``--include consolidated.safetensors --include '*.json'`` is a whole model."""
+    files = write_model(tmp_path)
+    consolidated = safetensors_bytes({"w": ("F32", [4])})
+    (tmp_path / "consolidated.safetensors").write_bytes(consolidated)
+    selected = {name: tmp_path / name for name in files if name.endswith(".json")}
+    selected["consolidated.safetensors"] = tmp_path / "consolidated.safetensors"
+    assert check_model(selected) == 1
+    # One shard of the index but not the other is a broken model.
+    selected["model-00001-of-00002.safetensors"] = tmp_path / "model-00001-of-00002.safetensors"
+    with pytest.raises(VerifyError, match=r"shard model-00002-of-00002\.safetensors .* is missing"):
+        check_model(selected)

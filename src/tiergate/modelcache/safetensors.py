@@ -115,6 +115,11 @@ def _check_index(index: str, files: Mapping[str, Path], headers: dict[str, dict[
     if not isinstance(weight_map, dict):
         raise VerifyError(f"{index}: not a safetensors index (no weight_map object)")
     base = PurePosixPath(index).parent
+    shards = {(base / str(shard)).as_posix() for shard in weight_map.values()}
+    if not shards & headers.keys():
+        # None of its shards is selected: another format of the same weights was (Mistral's
+        # consolidated.safetensors beside HF shards), or another component (diffusers).
+        return
     for tensor, shard in sorted(weight_map.items()):
         shard_path = (base / str(shard)).as_posix()
         if shard_path not in headers:
@@ -128,8 +133,9 @@ def check_model(files: Mapping[str, Path]) -> int:
     raise :class:`VerifyError` naming the file (and tensor) at fault; return how many
     safetensors files were checked.
 
-    An index is checked only when some shard is among ``files``: a selection of configs alone
-    (``--include '*.json'``) is not a broken model."""
+    An index is checked only when some shard it names is among ``files``: a selection of
+    configs alone (``--include '*.json'``), or of another set of weights, is not a broken
+    model; a selection with some of an index's shards but not all of them is."""
     headers = {
         name: read_header(path, name)
         for name, path in sorted(files.items())
