@@ -12,7 +12,14 @@ import pytest
 from tests.modelcache.helpers import CorruptingSource, CountingSource, write_model
 from tiergate.modelcache import transfer as transfer_module
 from tiergate.modelcache.cache import MARKER_NAME, STAGING_NAME, read_marker
-from tiergate.modelcache.errors import LockTimeoutError, SourceError, SpaceError, VerifyError
+from tiergate.modelcache.errors import (
+    FetchError,
+    LockTimeoutError,
+    RetryableError,
+    SourceError,
+    SpaceError,
+    VerifyError,
+)
 from tiergate.modelcache.fetch import fetch
 from tiergate.modelcache.journal import Journal, journal_path
 from tiergate.modelcache.lock import exclusive_lock, wait_for_marker
@@ -353,3 +360,31 @@ async def test_chunks_are_fsynced_only_when_no_hash_checks_them(
     # Every file once when complete (before the marker vouches for it); every chunk too when
     # nothing else can tell a lost write.
     assert len(synced) == (non_empty if published else non_empty + chunks)
+
+
+class _FlakyListing(CountingSource):
+    """Its first ``failures`` listings fail as a throttled store's would (503 SlowDown)."""
+
+    def __init__(self, root: Path, failures: int) -> None:
+        super().__init__(root)
+        self.failures = failures
+
+    async def list_files(self) -> list[FileEntry]:
+        if self.failures > 0:
+            self.failures -= 1
+            self.listings += 1
+            raise RetryableError("s3://b/m: 503 SlowDown: Please reduce your request rate.")
+        return await super().list_files()
+
+
+async def test_a_throttled_listing_is_retried_like_a_read(source_dir: Path, tmp_path: Path) -> None:
+    source = _FlakyListing(source_dir, failures=2)
+    summary = await fetch(source, tmp_path / "dest", settings=SMALL_CHUNKS)
+    assert (summary.status, summary.retries, source.listings) == ("fetched", 2, 3)
+    assert same_tree(source_dir, tmp_path / "dest")
+
+    always = _FlakyListing(source_dir, failures=100)
+    with pytest.raises(FetchError, match=r"giving up after 2 retries: s3://b/m: 503 SlowDown"):
+        await fetch(always, tmp_path / "other", settings=SMALL_CHUNKS)
+    assert always.listings == 3
+    assert read_marker(tmp_path / "other") is None

@@ -207,7 +207,19 @@ def test_parses_hub_urls(url: str, expected: tuple[str, str, str | None]) -> Non
     assert parse_hf_url(url) == expected
 
 
-@pytest.mark.parametrize("url", ["hf://model", "hf://org/model@", "s3://org/model", "hf://a/b/c/d"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "hf://model",
+        "hf://org/model@",
+        "s3://org/model",
+        "hf://a/b/c/d",
+        "hf://org/bad name",
+        "hf://org/repo--x",
+        "hf://org/-repo",
+        "hf://org/re..po",
+    ],
+)
 def test_refuses_malformed_hub_urls(url: str) -> None:
     with pytest.raises(SourceError):
         parse_hf_url(url)

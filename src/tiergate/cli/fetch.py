@@ -99,8 +99,8 @@ def command(  # noqa: PLR0917 - one parameter per click option
     fetchers of one DEST take turns: one downloads, the others then find it complete.
 
     Exit codes: 0 done; 2 usage or bad SOURCE URL; 3 not enough space in DEST; 4 verification
-    failed; 5 source error (denied, not found); 6 transfer failed after retries; 7 lock or
-    leader-marker wait timed out.
+    failed; 5 source error (denied, not found); 6 listing or transfer failed after retries; 7
+    lock or leader-marker wait timed out.
     """
     import asyncio
     from pathlib import Path

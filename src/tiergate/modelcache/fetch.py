@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import random
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -27,7 +28,7 @@ from tiergate.modelcache.progress import NullProgress, Progress
 from tiergate.modelcache.safetensors import check_model
 from tiergate.modelcache.select import check_space, select
 from tiergate.modelcache.sources.base import Source
-from tiergate.modelcache.transfer import TransferSettings, transfer
+from tiergate.modelcache.transfer import TransferSettings, retrying, transfer
 from tiergate.modelcache.verify import FollowingHashes, sha256_files
 
 MB = 1_000_000
@@ -164,7 +165,10 @@ class _Fetcher:
             if good is None or len(good) == len(marker.files):
                 note = "marker trusted, source not listed" + (", files re-hashed" * verify_all)
                 return _Outcome("cached", marker.digest, len(marker.files), marker.bytes, note)
-        listed = await self.source.list_files()
+        # A listing is many requests (a HEAD per S3 object, say): retried as reads are.
+        listed = await retrying(
+            self.source.list_files, self.settings, random.Random(), on_retry=self._count_retry
+        )
         plan = Plan(self.source.url, tuple(sorted(listed, key=lambda entry: entry.path)))
         plan = select(plan, self.include, self.exclude)
         if not plan.files:
@@ -185,6 +189,9 @@ class _Fetcher:
             self.run_state.repaired_files.extend(fetched)
         status = "repaired" if same_plan else "fetched"
         return _Outcome(status, plan.digest, len(plan.files), plan.total_bytes)
+
+    def _count_retry(self) -> None:
+        self.run_state.retries += 1
 
     async def _verify_installed(self, marker: cache.Marker) -> dict[str, str]:
         """The marker's files whose sha256 in DEST is still the recorded one."""

@@ -82,6 +82,29 @@ class TransferSettings:
         return rng.uniform(0.0, min(self.backoff_max_s, ceiling))
 
 
+async def retrying(
+    call: Callable[[], Awaitable[_T]],
+    settings: TransferSettings,
+    rng: random.Random,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    on_retry: Callable[[], None] | None = None,
+) -> _T:
+    """``await call()`` again after each :class:`RetryableError`, waiting as
+    :meth:`TransferSettings.retry_delay_s` says, at most ``settings.retries`` times; then a
+    :class:`FetchError` naming the last error."""
+    attempt = 0
+    while True:
+        try:
+            return await call()
+        except RetryableError as exc:
+            attempt += 1
+            if attempt > settings.retries:
+                raise FetchError(f"giving up after {settings.retries} retries: {exc}") from exc
+            if on_retry is not None:
+                on_retry()
+            await sleep(settings.retry_delay_s(attempt, exc.retry_after_s, rng))
+
+
 @dataclass(frozen=True, slots=True)
 class TransferStats:
     """What a transfer did: ``bytes_fetched`` read from the source in this run,
@@ -252,29 +275,25 @@ class _Transfer:
         end = min(start + self._settings.chunk_bytes, job.entry.size)
         where = f"{job.entry.path} bytes {start}-{end - 1}"
         cursor = _Cursor(start, end, start)
-        attempt = 0
-        while True:
-            try:
-                reader = await self._source.reader(job.entry.path)
-                await self._disk(job, self._read_chunk, reader, job, index, cursor)
-                if self._on_chunk_done is not None:
-                    self._on_chunk_done(job.entry, start, end)
-                return
-            except RetryableError as exc:
-                attempt += 1
-                if attempt > self._settings.retries:
-                    raise FetchError(
-                        f"{where}: giving up after {self._settings.retries} retries: {exc}"
-                    ) from exc
-                self._retries += 1
-                delay = self._settings.retry_delay_s(attempt, exc.retry_after_s, self._rng)
-                await self._sleep(delay)
-            except SpaceError:
-                raise
-            except SourceError as exc:
-                raise SourceError(f"{where}: {exc}") from exc
-            except FetchError as exc:
-                raise FetchError(f"{where}: {exc}") from exc
+
+        async def attempt() -> None:
+            reader = await self._source.reader(job.entry.path)
+            await self._disk(job, self._read_chunk, reader, job, index, cursor)
+
+        try:
+            await retrying(attempt, self._settings, self._rng, self._sleep, self._count_retry)
+        except SpaceError:
+            raise
+        except SourceError as exc:
+            raise SourceError(f"{where}: {exc}") from exc
+        except FetchError as exc:
+            # Chained to the last retryable error itself, not to retrying()'s wrapper.
+            raise FetchError(f"{where}: {exc}") from (exc.__cause__ or exc)
+        if self._on_chunk_done is not None:
+            self._on_chunk_done(job.entry, start, end)
+
+    def _count_retry(self) -> None:
+        self._retries += 1
 
     def _read_chunk(self, reader: RangeReader, job: _FileJob, index: int, cursor: _Cursor) -> None:
         """In a worker thread: read ``[cursor.pos, cursor.end)`` and write it in place, then

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections.abc import Mapping
 from urllib.parse import quote, unquote
 
@@ -53,7 +54,17 @@ def parse_hf_url(url: str) -> tuple[str, str, str | None]:
         repo_type, parts = parts[0].removesuffix("s"), parts[1:]
     if len(parts) != 2 or not all(parts):
         raise SourceError(f"{url}: expected hf://org/repo[@revision]")
+    bad = next((part for part in parts if not _REPO_NAME.fullmatch(part) or ".." in part), None)
+    if bad is not None or "--" in body:
+        raise SourceError(
+            f"{url}: {bad or body!r} is not a Hub name (letters, digits, '-', '_', '.'; at most "
+            "96; not starting or ending with '-' or '.'; no '--' or '..')"
+        )
     return repo_type, "/".join(parts), unquote(revision) if revision else None
+
+
+# The Hub's rule for an org or repo name (huggingface_hub's validate_repo_id).
+_REPO_NAME = re.compile(r"(?![-.])[A-Za-z0-9_.-]{1,96}(?<![-.])")
 
 
 class HfSource:
