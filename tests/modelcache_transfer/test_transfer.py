@@ -20,7 +20,8 @@ from tiergate.modelcache import transfer as transfer_module
 from tiergate.modelcache.errors import FetchError, RetryableError, SourceError, SpaceError
 from tiergate.modelcache.journal import JOURNAL_SUFFIX
 from tiergate.modelcache.plan import FileEntry, Plan
-from tiergate.modelcache.transfer import TransferSettings
+from tiergate.modelcache.sources.http import HttpSource
+from tiergate.modelcache.transfer import TransferSettings, transfer
 
 KIB = 1 << 10
 CHUNK = 256 * KIB
@@ -295,3 +296,37 @@ def test_retry_delay_full_jitter_and_retry_after() -> None:
 def test_settings_refuse_nonsense(bad: dict[str, int | float]) -> None:
     with pytest.raises(ValueError, match="must"):
         TransferSettings(**bad)  # type: ignore[arg-type]
+
+
+async def test_a_chunked_body_longer_than_its_range_is_never_committed(
+    tmp_path: Path, sleeps: Sleeps
+) -> None:
+    """A 206 in chunked encoding carries the 10 bytes asked for, then 5 more: none of that
+    answer is kept (the bytes before the surplus were written), every retry asks for the
+    whole range again, and after the retries the chunk is not in the journal."""
+    requests: list[bytes] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        requests.append(next(line for line in head.split(b"\r\n") if line.startswith(b"Range")))
+        writer.write(
+            b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-9/10\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\na\r\nAAAAAAAAAA\r\n5\r\nEXTRA\r\n0\r\n\r\n"
+        )
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    source = HttpSource(f"http://127.0.0.1:{port}/f")
+    settings = TransferSettings(connections=1, chunk_bytes=CHUNK, retries=2)
+    try:
+        plan = Plan("x", (FileEntry("f", 10),))
+        with pytest.raises(FetchError, match=r"giving up after 2 retries: .*long read"):
+            await transfer(source, plan, tmp_path, settings, sleep=sleeps)
+    finally:
+        await source.close()
+        server.close()
+        await server.wait_closed()
+    assert requests == [b"Range: bytes=0-9"] * 3
+    assert journaled_chunks(tmp_path) == 0

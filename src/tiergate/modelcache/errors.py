@@ -24,6 +24,10 @@ class RetryableError(FetchError):
         self.retry_after_s = retry_after_s
 
 
+class LongReadError(RetryableError):
+    """The server sent more bytes than the range asked for: none of that answer is trusted."""
+
+
 class SourceError(FetchError):
     """The source refuses or lacks something (401, 403, 404, a bad URL): retrying will not help."""
 

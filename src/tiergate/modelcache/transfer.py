@@ -30,6 +30,7 @@ from typing import ParamSpec, TypeVar
 
 from tiergate.modelcache.errors import (
     FetchError,
+    LongReadError,
     RetryableError,
     SourceError,
     SpaceError,
@@ -309,8 +310,7 @@ class _Transfer:
             if stop.is_set():
                 raise FetchError("the transfer stopped")
             if cursor.pos + len(piece) > cursor.end:
-                cursor.pos = cursor.start  # a longer body than asked for: trust none of it
-                raise RetryableError("long read: more bytes than the range asked for")
+                raise LongReadError("long read: more bytes than the range asked for")
             _write_all(job.fd, piece, cursor.pos)
             cursor.pos += len(piece)
             unreported += len(piece)
@@ -320,6 +320,9 @@ class _Transfer:
 
         try:
             reader.read_into(cursor.pos, cursor.end, write, self._settings.stall_s)
+        except LongReadError:
+            cursor.pos = cursor.start  # a longer body than asked for: trust none of it
+            raise
         finally:
             if unreported:
                 loop.call_soon_threadsafe(self._progressed, unreported)

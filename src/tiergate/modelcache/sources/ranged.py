@@ -36,7 +36,7 @@ from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 from multidict import CIMultiDict
 
-from tiergate.modelcache.errors import FetchError, RetryableError, SourceError
+from tiergate.modelcache.errors import FetchError, LongReadError, RetryableError, SourceError
 
 BUFFER_BYTES = 1 << 20  # one recv_into at most this much; one write per piece
 MAX_REDIRECTS = 5
@@ -294,7 +294,7 @@ class RangeClient:
             remaining -= got
             write(view[:got])
         if declared is None and response.read(1):  # chunked: the body must end here
-            raise RetryableError(f"{what}: long read: more bytes than the range asked for")
+            raise LongReadError(f"{what}: long read: more bytes than the range asked for")
 
     def _refusal(
         self, response: http.client.HTTPResponse, headers: Mapping[str, str], request: RangeGet
