@@ -246,8 +246,10 @@ class _Transfer:
             for task in workers:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
-            # Threads may still be writing to the descriptors: let them end before closing.
-            self._executor.shutdown(wait=True)
+            # Threads may still be writing to the descriptors: let them end before closing
+            # (a read not yet started is dropped; one in progress stops at its next bytes, or
+            # at its stall limit), while the event loop goes on (signals, progress).
+            await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
             for job in jobs:
                 _close_quietly(job)
         return TransferStats(
@@ -302,6 +304,8 @@ class _Transfer:
         so that a retry goes on from there."""
         loop, stop = self._loop, self._stop
         assert loop is not None
+        if stop.is_set():
+            raise FetchError("the transfer stopped")
 
         unreported = 0  # bytes written, told to the loop every _REPORT_BYTES
 
