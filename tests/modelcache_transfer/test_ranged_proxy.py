@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.modelcache_transfer.range_server import RangeServer, random_bytes
+from tiergate.modelcache.errors import SourceError
 from tiergate.modelcache.sources.ranged import RangeClient, RangeGet, read_bytes
 
 DATA = random_bytes(300_000, seed=31)
@@ -157,3 +158,34 @@ async def test_no_proxy_is_honoured(relay: Relay, no_proxy_environment: pytest.M
             client.close()
     assert relay.heads == []
     assert server.requests == [("w.bin", 0, 10)]
+
+
+async def test_a_proxy_spoken_to_over_tls_is_refused_before_credentials_leave(
+    relay: Relay, no_proxy_environment: pytest.MonkeyPatch
+) -> None:
+    """http.client cannot speak TLS to the proxy itself: an https:// proxy URL would carry its
+    Proxy-Authorization in clear text, so it is refused, naming the proxy without them."""
+    no_proxy_environment.setenv("HTTP_PROXY", f"https://user:SECRET@127.0.0.1:{relay.port}")
+    async with RangeServer({"w.bin": DATA}) as server:
+        client = RangeClient(5.0)
+        try:
+            with pytest.raises(SourceError, match="TLS to the proxy itself is not supported") as e:
+                await _read(client, server.url("w.bin"), 0, 10)
+        finally:
+            client.close()
+    assert "SECRET" not in str(e.value)
+    assert relay.heads == []
+    assert server.requests == []
+
+
+async def test_a_file_replaced_during_the_fetch_is_a_source_error() -> None:
+    """A range answered from a file of another size than the one listed: the object was
+    replaced, and its ranges would mix two versions."""
+    async with RangeServer({"w.bin": DATA + b"grown"}) as server:
+        client = RangeClient(5.0)
+        reader = RangeGet(client, server.url("w.bin"), "GET w.bin", size=len(DATA))
+        try:
+            with pytest.raises(SourceError, match=f"now {len(DATA) + 5} bytes, listed as"):
+                await asyncio.to_thread(read_bytes, reader, 0, 10, 5.0)
+        finally:
+            client.close()

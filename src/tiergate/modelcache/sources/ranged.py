@@ -141,6 +141,12 @@ def check_range(
         match = _CONTENT_RANGE.fullmatch((content_range or "").strip())
         if match is None or (int(match[1]), int(match[2]) + 1) != (start, end):
             raise RetryableError(f"{what}: answered with Content-Range {content_range!r}")
+        if size is not None and match[3] != "*" and int(match[3]) != size:
+            # Replaced since it was listed: its ranges would mix two versions.
+            raise SourceError(
+                f"{what}: the file is now {match[3]} bytes, listed as {size}: it changed "
+                "during the fetch; fetch again to take the new version"
+            )
         return
     length = headers.get("Content-Length")
     whole = int(length) if length and length.isdigit() else size
@@ -374,6 +380,12 @@ def _new_link(origin: _Origin, timeout_s: float, context: ssl.SSLContext) -> _Li
             )
         return _Link(http.client.HTTPConnection(origin.host, origin.port, timeout=timeout_s))
     parts = urlsplit(proxy)
+    if parts.scheme == "https":
+        # http.client speaks plain TCP to a proxy: credentials would travel in clear text.
+        raise SourceError(
+            f"proxy {redact_url(proxy)}: TLS to the proxy itself is not supported; give it as "
+            "http://host:port (HTTPS to the server still goes through a CONNECT tunnel)"
+        )
     auth: dict[str, str] = {}
     if parts.username:
         auth["Proxy-Authorization"] = basic_auth(parts.username, parts.password)
