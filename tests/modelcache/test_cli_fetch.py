@@ -74,8 +74,11 @@ def test_usage_and_bad_urls_exit_2(tmp_path: Path) -> None:
     assert run("--write-manifest", str(tmp_path / "missing")).exit_code == 2
 
 
-def test_missing_source_exits_5_naming_it(tmp_path: Path) -> None:
-    result = run("--json", (tmp_path / "nowhere").as_uri(), str(tmp_path / "dest"))
+@pytest.mark.parametrize("flags", [("--json",), ()])
+def test_missing_source_exits_5_naming_it(tmp_path: Path, flags: tuple[str, ...]) -> None:
+    """Off a terminal (as here, and in init container logs) the error is a JSON line too,
+    --json or not."""
+    result = run(*flags, (tmp_path / "nowhere").as_uri(), str(tmp_path / "dest"))
     assert result.exit_code == 5
     error = json_lines(result.output)[-1]
     assert error["event"] == "error"

@@ -105,6 +105,8 @@ def command(  # noqa: PLR0917 - one parameter per click option
     import asyncio
     from pathlib import Path
 
+    # Off a terminal (init container logs) everything is JSON lines: progress, summary, error.
+    json_lines = json_lines or not sys.stdout.isatty()
     if write_manifest:
         if source is None or dest is not None:
             raise click.UsageError("--write-manifest takes one argument: the directory to describe")
@@ -276,5 +278,5 @@ def _exit(result: int | FetchSummary | _Failure, json_lines: bool) -> None:
             click.echo(json.dumps(line))
         click.echo(f"tiergate fetch: error: {result.message}", err=True)
         raise SystemExit(result.code)
-    print_summary(result, json_lines=json_lines or not sys.stdout.isatty(), stream=sys.stdout)
+    print_summary(result, json_lines=json_lines, stream=sys.stdout)
     raise SystemExit(EXIT_OK)
