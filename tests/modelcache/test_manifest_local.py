@@ -99,6 +99,20 @@ async def test_local_source_errors_name_the_url(tmp_path: Path) -> None:
 def test_file_urls() -> None:
     assert path_from_url("file:///data/my%20model") == Path("/data/my model")
     assert path_from_url("file://localhost/data") == Path("/data")
+    assert path_from_url("file:///fsx/a%23b") == Path("/fsx/a#b")
     for bad in ("file://host/data", "s3://b/p", "file:relative"):
         with pytest.raises(SourceError):
             path_from_url(bad)
+    for bad in ("file:///fsx/a#b", "file:///fsx/a?version=2"):
+        with pytest.raises(SourceError, match="no query or fragment"):
+            path_from_url(bad)
+
+
+async def test_a_stale_manifest_is_a_source_error_naming_the_file(tmp_path: Path) -> None:
+    """A manifest published before a file was rewritten would cost repairs and end in a hash
+    mismatch; its sizes, checked while listing, say what is wrong at once."""
+    make_tree(tmp_path)
+    await write_manifest(tmp_path)
+    (tmp_path / "config.json").write_bytes(b'{"changed": true}')
+    with pytest.raises(SourceError, match=r"stale: it says config\.json has 2 bytes, .* 17"):
+        await LocalSource(tmp_path.as_uri()).list_files()
