@@ -75,6 +75,19 @@ def test_dtype_times_shape_must_equal_the_span(tmp_path: Path) -> None:
         check_dir(tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("field", "value"), [("shape", [True, 4]), ("data_offsets", [False, 4]), ("shape", [-1])]
+)
+def test_booleans_and_negatives_are_not_counts(
+    tmp_path: Path, field: str, value: list[object]
+) -> None:
+    tensor: dict[str, object] = {"dtype": "U8", "shape": [4], "data_offsets": [0, 4]}
+    tensor[field] = value
+    header_file(tmp_path, {"w": tensor}, 4)
+    with pytest.raises(VerifyError, match=f"tensor 'w': bad {field}"):
+        check_dir(tmp_path)
+
+
 def test_overlapping_tensors_are_refused(tmp_path: Path) -> None:
     header = {
         "a": {"dtype": "U8", "shape": [8], "data_offsets": [0, 8]},

@@ -66,14 +66,12 @@ def _check_tensors(header: dict[str, Any], data_bytes: int, name: str) -> None:
         if not isinstance(info, dict):
             raise VerifyError(f"{where}: not a JSON object")
         dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
-        if not isinstance(shape, list) or not all(
-            isinstance(dim, int) and dim >= 0 for dim in shape
-        ):
+        if not isinstance(shape, list) or not all(_is_count(dim) for dim in shape):
             raise VerifyError(f"{where}: bad shape {shape!r}")
         if (
             not isinstance(offsets, list)
             or len(offsets) != 2
-            or not all(isinstance(offset, int) for offset in offsets)
+            or not all(_is_count(offset) for offset in offsets)
             or not 0 <= offsets[0] <= offsets[1]
         ):
             raise VerifyError(f"{where}: bad data_offsets {offsets!r}")
@@ -104,6 +102,11 @@ def _check_tensors(header: dict[str, Any], data_bytes: int, name: str) -> None:
         raise VerifyError(
             f"{name}: tensors cover {position} of the {data_bytes} data bytes (file corrupt?)"
         )
+
+
+def _is_count(value: object) -> bool:
+    """A JSON integer ≥ 0 (``true`` is an ``int`` to Python, not to the safetensors loader)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _check_index(index: str, files: Mapping[str, Path], headers: dict[str, dict[str, Any]]) -> None:

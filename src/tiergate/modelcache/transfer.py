@@ -76,9 +76,12 @@ class TransferSettings:
 
     def retry_delay_s(self, attempt: int, retry_after_s: float | None, rng: random.Random) -> float:
         """Seconds to wait before retry number ``attempt`` (1 for the first): the server's
-        ``Retry-After`` when it sent one, else uniform in [0, min(max, base * 2^(attempt-1)))."""
+        ``Retry-After`` (at most ``retry_after_max_s``) plus up to ``backoff_base_s`` of jitter,
+        so that connections refused together do not come back together; else uniform in
+        [0, min(max, base * 2^(attempt-1)))."""
         if retry_after_s is not None:
-            return min(max(retry_after_s, 0.0), self.retry_after_max_s)
+            wait = min(max(retry_after_s, 0.0), self.retry_after_max_s)
+            return wait + rng.uniform(0.0, self.backoff_base_s)
         ceiling = self.backoff_base_s * 2.0 ** min(attempt - 1, 60)
         return rng.uniform(0.0, min(self.backoff_max_s, ceiling))
 
