@@ -17,6 +17,7 @@ Nothing here hashes: verification does. The byte count of every read is checked.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import errno
 import os
 import random
@@ -335,7 +336,7 @@ class _Transfer:
                 loop.call_soon_threadsafe(self._progressed, unreported)
         if cursor.pos != cursor.end:
             raise RetryableError(f"short read: {cursor.end - cursor.pos} bytes missing")
-        _commit_chunk(job, index)
+        _commit_chunk(job, index, cursor.start, cursor.end)
 
     def _progressed(self, size: int) -> None:
         self._fetched += size
@@ -430,13 +431,38 @@ def _write_all(fd: int, data: memoryview, offset: int) -> None:
 _fdatasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
 
 
-def _commit_chunk(job: _FileJob, index: int) -> None:
-    """Record a written chunk in the journal. A file no hash can check is made durable chunk
-    by chunk first, so that its journal never runs ahead of the disk (see :mod:`.journal`)."""
+def _writeback_starter() -> Callable[[int, int, int], None]:
+    """``start(fd, offset, length)``: ask the kernel to begin writing those dirty pages to disk
+    now, without waiting (Linux ``sync_file_range(SYNC_FILE_RANGE_WRITE)``), so that the
+    fdatasync when the file completes finds little left to flush; a no-op elsewhere. Without
+    it a model smaller than the kernel's dirty threshold would all be flushed at the end."""
+    try:
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return lambda fd, offset, length: None
+    function.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    function.restype = ctypes.c_int
+
+    def start(fd: int, offset: int, length: int) -> None:
+        function(fd, offset, length, _SYNC_FILE_RANGE_WRITE)  # a hint: its errors change nothing
+
+    return start
+
+
+_SYNC_FILE_RANGE_WRITE = 2
+_start_writeback = _writeback_starter()
+
+
+def _commit_chunk(job: _FileJob, index: int, start: int, end: int) -> None:
+    """Record a written chunk ``[start, end)`` in the journal. A file no hash can check is made
+    durable chunk by chunk first, so that its journal never runs ahead of the disk (see
+    :mod:`.journal`); the others' chunks start on their way to the disk."""
     assert job.journal is not None
     durable = job.entry.sha256 is None
     if durable:
         _fdatasync(job.fd)
+    else:
+        _start_writeback(job.fd, start, end - start)
     job.journal.record(index, durable=durable)
 
 
