@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import random
 import re
 import signal
@@ -334,3 +335,26 @@ async def test_a_chunked_body_longer_than_its_range_is_never_committed(
         await server.wait_closed()
     assert requests == [b"Range: bytes=0-9"] * 3
     assert journaled_chunks(tmp_path) == 0
+
+
+def test_starting_writeback_is_only_a_hint(tmp_path: Path) -> None:
+    """sync_file_range(WRITE) where libc has it: the bytes stay as written, and a descriptor
+    it cannot use (closed, a pipe) changes nothing and raises nothing."""
+    start = transfer_module._writeback_starter()
+    path = tmp_path / "f.bin"
+    data = random_bytes(3 * CHUNK, seed=21)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.pwrite(fd, data, 0)
+        start(fd, CHUNK, CHUNK)
+        assert os.pread(fd, len(data), 0) == data
+    finally:
+        os.close(fd)
+    start(fd, 0, CHUNK)  # closed: EBADF, ignored
+    read_end, write_end = os.pipe()
+    try:
+        start(write_end, 0, 10)  # a pipe: ESPIPE, ignored
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    assert path.read_bytes() == data
