@@ -11,11 +11,12 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
+from huggingface_hub.errors import OfflineModeIsEnabled
 
 from tests.modelcache_sources.fake_hub import COMMIT, MODEL_FILES, TOKEN, FakeCdn, FakeHub
 from tiergate.modelcache.errors import RetryableError, SourceError
 from tiergate.modelcache.plan import FileEntry
-from tiergate.modelcache.sources.hf import HfSource, parse_hf_url
+from tiergate.modelcache.sources.hf import HfSource, _hub_error, parse_hf_url
 from tiergate.modelcache.sources.ranged import read_bytes, retry_after_s
 
 
@@ -234,3 +235,10 @@ def test_retry_after_in_seconds_dates_and_ratelimit_headers() -> None:
     assert retry_after_s({"RateLimit": '"api";r=0;t=55'}, now) == 55.0
     assert retry_after_s({}, now) is None
     assert retry_after_s({"Retry-After": "soon"}, now) is None
+
+
+def test_offline_mode_names_both_variables_and_the_way_out() -> None:
+    error = _hub_error(OfflineModeIsEnabled("offline"), "hf://org/model", None, token=False)
+    assert isinstance(error, SourceError)
+    assert "HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE" in str(error)
+    assert "--trust-marker" in str(error)

@@ -185,7 +185,10 @@ def _hub_error(
         response = exc.response
         return _status_error(response.status_code, response.headers, where, token=token)
     if isinstance(exc, OfflineModeIsEnabled):
-        return SourceError(f"{where}: HF_HUB_OFFLINE is set; the Hub cannot be listed")
+        return SourceError(
+            f"{where}: offline mode is on (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE), so the Hub "
+            "cannot be listed; --trust-marker accepts a complete DEST without it"
+        )
     if type(exc).__module__.partition(".")[0] in _TRANSPORT_MODULES or isinstance(exc, OSError):
         return RetryableError(f"{where}: {type(exc).__name__}: {exc}")
     return None
