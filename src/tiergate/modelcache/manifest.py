@@ -10,6 +10,7 @@ described by this file next to the weights; ``tiergate fetch --write-manifest DI
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -51,6 +52,33 @@ def parse_manifest(data: bytes | str, where: str) -> list[FileEntry]:
         raise SourceError(f"{where}: invalid manifest at {location}: {first['msg']}") from exc
     files = sorted(manifest.files, key=lambda item: item.path)
     return [FileEntry(item.path, item.size, item.sha256) for item in files]
+
+
+def with_manifest(
+    listed: list[FileEntry], manifest: list[FileEntry], where: str, files: str = "files"
+) -> list[FileEntry]:
+    """``listed`` with the sha256 a manifest (at ``where``) publishes for each file. A manifest
+    that disagrees with what is there (a size; a sha256 the store itself reports) or names files
+    that are not there is stale: a source error, before any byte moves, rather than repairs
+    that end in a hash mismatch. ``files`` is what the source calls them ("objects")."""
+    published = {entry.path: entry for entry in manifest}
+    entries: list[FileEntry] = []
+    for entry in listed:
+        claim = published.pop(entry.path, None)
+        if claim is None:
+            entries.append(entry)
+            continue
+        if claim.size != entry.size or entry.sha256 not in (None, claim.sha256):
+            actual = f"{entry.size} bytes" + (f" and sha256 {entry.sha256}" if entry.sha256 else "")
+            raise SourceError(
+                f"{where} is stale: it says {entry.path} has {claim.size} bytes, sha256 "
+                f"{claim.sha256}; the file has {actual}"
+            )
+        entries.append(replace(entry, sha256=claim.sha256))
+    if published:
+        missing = ", ".join(sorted(published)[:5])
+        raise SourceError(f"{where} names {files} that are not there: {missing}")
+    return entries
 
 
 def read_manifest(directory: Path) -> list[FileEntry] | None:

@@ -29,6 +29,7 @@ from tiergate.modelcache.sources.ranged import (
     RangeClient,
     RangeGet,
     basic_auth,
+    range_total,
     redact_url,
     status_error,
 )
@@ -193,12 +194,8 @@ _PATH_SAFE = "/%:@!$&'()*+,;=~"
 def _size_of(response: aiohttp.ClientResponse) -> int | None:
     """The file's size: a 206's Content-Range total, else the Content-Length."""
     if response.status == 206:
-        match = _CONTENT_RANGE_TOTAL.fullmatch(response.headers.get("Content-Range", "").strip())
-        return int(match[1]) if match else None
+        return range_total(response.headers.get("Content-Range"))
     return response.content_length
-
-
-_CONTENT_RANGE_TOTAL = re.compile(r"bytes \d+-\d+/(\d+)")
 
 
 def _refuse_directory(response: aiohttp.ClientResponse, url: str, what: str) -> None:

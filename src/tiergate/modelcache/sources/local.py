@@ -14,7 +14,7 @@ from urllib.parse import unquote, urlsplit
 
 from tiergate.modelcache.cache import read_marker
 from tiergate.modelcache.errors import RetryableError, SourceError
-from tiergate.modelcache.manifest import MANIFEST_NAME, read_manifest, walk_files
+from tiergate.modelcache.manifest import MANIFEST_NAME, read_manifest, walk_files, with_manifest
 from tiergate.modelcache.plan import FileEntry
 from tiergate.modelcache.sources.ranged import Write
 
@@ -31,7 +31,7 @@ def path_from_url(url: str) -> Path:
         or not parts.path.startswith("/")
     ):
         raise SourceError(f"{url}: not a file:///absolute/path URL")
-    if parts.query or parts.fragment or "#" in url or "?" in url:
+    if "#" in url or "?" in url:
         # A '#' or '?' in a directory name must be percent-encoded (%23, %3F), as in any URL.
         raise SourceError(f"{url}: a file:// URL has no query or fragment (write # as %23)")
     return Path(unquote(parts.path))
@@ -55,23 +55,13 @@ class LocalSource:
             files = walk_files(self.root)
         except OSError as exc:
             raise SourceError(f"{self.url}: cannot list: {exc}") from exc
-        hashes = self._published_hashes(dict(files))
-        return [FileEntry(path, size, hashes.get(path)) for path, size in files]
-
-    def _published_hashes(self, sizes: dict[str, int]) -> dict[str, str]:
         manifest = read_manifest(self.root)
         if manifest is not None:
-            for entry in manifest:
-                if entry.path in sizes and sizes[entry.path] != entry.size:
-                    raise SourceError(
-                        f"{self.url}: its {MANIFEST_NAME} is stale: it says {entry.path} has "
-                        f"{entry.size} bytes, the file has {sizes[entry.path]}"
-                    )
-            return {entry.path: entry.sha256 for entry in manifest if entry.sha256}
-        marker = read_marker(self.root)
-        if marker is not None:
-            return {item.path: item.sha256 for item in marker.files}
-        return {}
+            listed = [FileEntry(path, size) for path, size in files]
+            return with_manifest(listed, manifest, f"{self.url}: its {MANIFEST_NAME}")
+        marker = read_marker(self.root)  # a leader's complete DEST
+        hashes = {item.path: item.sha256 for item in marker.files} if marker is not None else {}
+        return [FileEntry(path, size, hashes.get(path)) for path, size in files]
 
     def _resolve(self, path: str) -> Path:
         relative = PurePosixPath(path)

@@ -129,6 +129,13 @@ def status_error(
     return retryable_status(status, headers, message) or SourceError(message)
 
 
+def range_total(content_range: str | None) -> int | None:
+    """The whole file's size a ``Content-Range: bytes a-b/total`` names (``None``: no header,
+    another form, or ``*``)."""
+    match = _CONTENT_RANGE.fullmatch((content_range or "").strip())
+    return int(match[3]) if match and match[3] != "*" else None
+
+
 def check_range(
     status: int, headers: Mapping[str, str], start: int, end: int, *, size: int | None, what: str
 ) -> None:

@@ -46,7 +46,12 @@ from botocore.session import Session
 from multidict import CIMultiDict
 
 from tiergate.modelcache.errors import FetchError, RetryableError, SourceError
-from tiergate.modelcache.manifest import INTERNAL_PREFIX, MANIFEST_NAME, parse_manifest
+from tiergate.modelcache.manifest import (
+    INTERNAL_PREFIX,
+    MANIFEST_NAME,
+    parse_manifest,
+    with_manifest,
+)
 from tiergate.modelcache.plan import FileEntry
 from tiergate.modelcache.sources.ranged import (
     RangeClient,
@@ -210,27 +215,15 @@ class S3Source:
         files = [item for item in objects if _is_model_file(item.path)]
         if not files:
             raise SourceError(f"{self.where()}: no objects under this prefix")
-        published = await self._manifest_hashes(manifest) if manifest is not None else {}
         checksums = await self._object_checksums(client, files)
-        entries: list[FileEntry] = []
-        for item in files:
-            sha256 = checksums.get(item.path)
-            listed = published.pop(item.path, None)
-            if listed is not None:
-                if listed.size != item.size or (sha256 is not None and sha256 != listed.sha256):
-                    raise SourceError(
-                        f"{self.where(MANIFEST_NAME)} is stale: it says {item.path} has "
-                        f"{listed.size} bytes and sha256 {listed.sha256}, the object has "
-                        f"{item.size} bytes" + (f" and sha256 {sha256}" if sha256 else "")
-                    )
-                sha256 = sha256 or listed.sha256
-            entries.append(FileEntry(item.path, item.size, sha256, version=item.etag))
-        if published:
-            missing = ", ".join(sorted(published)[:5])
-            raise SourceError(
-                f"{self.where(MANIFEST_NAME)} names objects that are not there: {missing}"
-            )
-        return entries
+        entries = [
+            FileEntry(item.path, item.size, checksums.get(item.path), version=item.etag)
+            for item in files
+        ]
+        if manifest is None:
+            return entries
+        published = await self._manifest(manifest)
+        return with_manifest(entries, published, self.where(MANIFEST_NAME), "objects")
 
     async def reader(self, path: str) -> RangeGet:
         """Ranged GETs of an object through a presigned URL (SigV4 in the query, signed in a
@@ -312,7 +305,7 @@ class S3Source:
             head.get("ChecksumSHA256"), head.get("ChecksumType"), str(head.get("ETag", ""))
         )
 
-    async def _manifest_hashes(self, manifest: _Object) -> dict[str, FileEntry]:
+    async def _manifest(self, manifest: _Object) -> list[FileEntry]:
         where = self.where(MANIFEST_NAME)
         if manifest.size > MANIFEST_MAX_BYTES:
             raise SourceError(f"{where}: {manifest.size} bytes is too large for a manifest")
@@ -320,7 +313,7 @@ class S3Source:
         data = await self._call(
             partial(read_bytes, reader, 0, manifest.size, self._read_timeout_s), where
         )
-        return {entry.path: entry for entry in parse_manifest(data, where)}
+        return parse_manifest(data, where)
 
     async def _call(self, function: Callable[[], _T], where: str) -> _T:
         """Run a blocking botocore call in the source's threads, its errors translated."""
