@@ -116,3 +116,11 @@ async def test_a_stale_manifest_is_a_source_error_naming_the_file(tmp_path: Path
     (tmp_path / "config.json").write_bytes(b'{"changed": true}')
     with pytest.raises(SourceError, match=r"stale: it says config\.json has 2 bytes, .* 17"):
         await LocalSource(tmp_path.as_uri()).list_files()
+
+
+async def test_a_manifest_naming_a_missing_file_is_a_source_error(tmp_path: Path) -> None:
+    make_tree(tmp_path)
+    await write_manifest(tmp_path)
+    (tmp_path / "weights" / "a.bin").unlink()
+    with pytest.raises(SourceError, match=r"names files that are not there: weights/a\.bin"):
+        await LocalSource(tmp_path.as_uri()).list_files()
