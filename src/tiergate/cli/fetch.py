@@ -95,7 +95,7 @@ def command(  # noqa: PLR0917 - one parameter per click option
     SOURCE is hf://org/repo[@revision], s3://bucket/prefix, https://host/path (a file, or a
     directory with a tiergate-manifest.json), or file:///dir (a shared filesystem).
 
-    A DEST already complete for this plan is left as it is (well under a second). Several
+    A DEST already complete for this plan is left as it is (under a second). Several
     fetchers of one DEST take turns: one downloads, the others then find it complete.
 
     Exit codes: 0 done; 2 usage or bad SOURCE URL; 3 not enough space in DEST; 4 verification
