@@ -1,1 +1,1 @@
-"""Kubernetes objects around the fleet: rendering and linting (KEDA, Karpenter, Deployments)."""
+"""Kubernetes objects around the fleet: linting of KEDA ScaledObjects' Prometheus triggers."""

@@ -1,7 +1,7 @@
 """The Prometheus metrics of stock vLLM V1, for one emulated replica.
 
-Names, types, labels and buckets follow vLLM's ``PrometheusStatLogger`` (see
-``reference/vllm-metrics.md``): every series carries ``model_name`` and ``engine``; counters
+Names, types, labels and buckets follow vLLM's ``PrometheusStatLogger`` (vLLM's
+``vllm/v1/metrics/loggers.py``): every series carries ``model_name`` and ``engine``; counters
 are declared without ``_total`` (prometheus_client appends it); ``vllm:iteration_tokens_total``
 is a histogram whose name already ends in ``_total``.
 

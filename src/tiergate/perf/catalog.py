@@ -1,7 +1,7 @@
 """Catalog of GPUs, cloud instance types and models, with dated prices and sources.
 
-Figures come from ../shared/reference/performance-anchors.md (copied here with their sources
-so that the package stands alone). Dense TFLOPS only: sparse figures are twice as high and no
+Each figure carries its public source (datasheets, cloud price pages) in its ``source``
+field, so that the package stands alone. Dense TFLOPS only: sparse figures are twice as high and no
 serving engine reaches them. Values marked ``assumed`` in a model's ``notes`` are not from a
 published configuration and should be checked before relying on them.
 """

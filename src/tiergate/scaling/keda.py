@@ -2,7 +2,7 @@
 
 KEDA owns the HorizontalPodAutoscaler of each scaled deployment; tiergate only has to publish
 one number per deployment (and role), the replica count its policy wants. How the scaler's
-answers become HPA behaviour (see the KEDA→HPA table of ``shared/reference/keda-hpa.md``):
+answers become HPA behaviour (KEDA ``pkg/scalers/external_scaler.go`` and the HPA docs):
 
 * ``GetMetricSpec`` → one HPA metric of type External named ``s<trigger>-<metricName>``, target
   ``targetSizeFloat`` (``targetSize`` for KEDA before 2.17). tiergate answers target **1**.

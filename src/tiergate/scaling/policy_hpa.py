@@ -1,6 +1,6 @@
 """The baseline: what KEDA's Prometheus triggers and the HPA compute, rule for rule.
 
-Sources (see ``shared/reference/keda-hpa.md``): KEDA ``pkg/scalers/prometheus_scaler.go`` and
+Sources: KEDA ``pkg/scalers/prometheus_scaler.go`` and
 the ScaledObject docs (v2.20); Kubernetes ``pkg/controller/podautoscaler/horizontal.go`` and
 ``replica_calculator.go`` and the HPA docs. Each KEDA trigger becomes one HPA metric of type
 External; one HPA sync (every 15 s by default) is one :meth:`HpaPolicy.decide` call:

@@ -3,7 +3,7 @@
 Validated at construction, so a policy never runs on settings that cannot work:
 
 * a KV target above 1 is the seed's ``threshold: "80"`` on a 0-1 gauge (``vllm:kv_cache_usage_perc``
-  is a fraction despite its name; see ``reference/vllm-metrics.md``) and is refused;
+  is a fraction despite its name; see vLLM's ``vllm/v1/metrics/loggers.py``) and is refused;
 * a target on a signal the role does not have is refused (prefill scales on the input
   backlog, prompt tokens and TTFT; decode on running sequences, KV cache and inter-token
   latency; unified on all of them);
@@ -38,7 +38,7 @@ ROLE_SIGNALS: dict[Role, frozenset[Signal]] = {
 MIN_STABLE_WINDOW_S = 6.0
 MAX_STABLE_WINDOW_S = 3600.0
 # Pod startup of an LLM server: 2-7 min (llm-d WVA docs); 425-439 s to a Ready model on a new
-# GPU node (reference/karpenter.md). 300 s is the middle of the WVA range.
+# GPU node (Karpenter GPU cold-start measurements). 300 s is the middle of the WVA range.
 DEFAULT_COLD_START_S = 300.0
 
 

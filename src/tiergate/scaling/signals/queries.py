@@ -1,6 +1,6 @@
 """The PromQL of each signal, with defaults written for current vLLM metric names.
 
-Names follow vLLM V1 (``reference/vllm-metrics.md``): counters exposed with ``_total``, the
+Names follow vLLM V1 (``vllm/v1/metrics/loggers.py``): counters exposed with ``_total``, the
 KV gauge a 0-1 fraction called ``vllm:kv_cache_usage_perc``. Where vLLM renamed a series the
 default asks for both with ``or``, so that engines from before the rename still answer:
 ``vllm:gpu_cache_usage_perc`` (removed in v0.12) and ``vllm:time_per_output_token_seconds``
