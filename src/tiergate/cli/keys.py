@@ -152,7 +152,7 @@ def _check_models(fleet_path: str, models: tuple[str, ...]) -> None:
     if unknown:
         click.echo(
             f"--models: unknown model {', '.join(unknown)}; the fleet's models are "
-            f"{', '.join(known)}",
+            f"{', '.join(sorted(known))}",
             err=True,
         )
         raise SystemExit(2)

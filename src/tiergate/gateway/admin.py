@@ -149,7 +149,8 @@ def _check_models(models: tuple[str, ...], known: Mapping[str, object]) -> None:
     if unknown:
         raise OpenAIError(
             400,
-            f"Unknown model {', '.join(unknown)}: the fleet's models are {', '.join(known)}.",
+            f"Unknown model {', '.join(unknown)}: the fleet's models are "
+            f"{', '.join(sorted(known))}.",
             param="models",
             code="model_not_found",
         )
