@@ -3,9 +3,14 @@ budgets, reserved before any upstream is called), and what it cost (settled afte
 ledger record per request).
 
 Budgets are reservation-based: admission reserves the most the request can cost on any tier it
-may reach (its prompt bound plus its output limit at the dearest prices), so concurrent requests
-can never overspend; completion settles the reservation to the actual cost. A request without
-an output limit gets ``governance.defaultMaxTokens`` written into it, so the bound holds.
+may reach (its prompt bound plus its output limit times its choices at the dearest prices, see
+:mod:`tiergate.gateway.generation`), so concurrent requests can never overspend; completion
+settles the reservation to the actual cost. A request without an output limit gets
+``governance.defaultMaxTokens`` written into it, so the bound holds. Rate limits count the same
+bound in their token estimate and settle it to the actual tokens.
+
+Budgets and limits of one process are not shared: :func:`per_process_limits` keeps
+``serve --workers N`` from multiplying them.
 """
 
 from __future__ import annotations
