@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from tiergate.ledger.keys import MAX_BUDGET_USD, MAX_PER_MINUTE
+
 if TYPE_CHECKING:
     from tiergate.ledger.records import KeyRecord
     from tiergate.ledger.store import LedgerStore
@@ -34,7 +36,9 @@ def command() -> None:
 @click.option("--team", default=None)
 @click.option("--project", default=None)
 @click.option("--models", default="", help="Comma-separated model names this key may use.")
-@click.option("--budget-usd", type=click.FloatRange(min=0, min_open=True), default=None)
+@click.option(
+    "--budget-usd", type=click.FloatRange(min=0, min_open=True, max=MAX_BUDGET_USD), default=None
+)
 @click.option(
     "--period",
     type=click.Choice(["month"]),
@@ -42,8 +46,12 @@ def command() -> None:
     help="Budget window: the UTC calendar month (default).",
 )
 @click.option("--days", type=click.IntRange(1, 366), default=None, help="Rolling budget window.")
-@click.option("--rpm", type=click.IntRange(min=1), default=None, help="Requests per minute.")
-@click.option("--tpm", type=click.IntRange(min=1), default=None, help="Tokens per minute.")
+@click.option(
+    "--rpm", type=click.IntRange(1, MAX_PER_MINUTE), default=None, help="Requests per minute."
+)
+@click.option(
+    "--tpm", type=click.IntRange(1, MAX_PER_MINUTE), default=None, help="Tokens per minute."
+)
 def create(fleet_path: str, store: str | None, **settings: Any) -> None:
     """Create a key and print it (this is the only time it is shown)."""
     import time
@@ -53,13 +61,15 @@ def create(fleet_path: str, store: str | None, **settings: Any) -> None:
 
     if settings["period"] and settings["days"]:
         raise click.UsageError("--period and --days exclude each other")
+    models = tuple(m.strip() for m in settings["models"].split(",") if m.strip())
+    _check_models(fleet_path, models)
     template = KeyRecord(
         key_id="",
         key_hash="",
         name=settings["name"],
         team=settings["team"],
         project=settings["project"],
-        models=tuple(m.strip() for m in settings["models"].split(",") if m.strip()),
+        models=models,
         budget_usd=settings["budget_usd"],
         budget_days=settings["days"] or 0,
         rpm=settings["rpm"],
@@ -123,6 +133,29 @@ def key_summary(key: KeyRecord) -> dict[str, Any]:
         "budget": f"${key.budget_usd:g}/{window}" if key.budget_usd else None,
         "state": "active" if key.active else "revoked",
     }
+
+
+def _check_models(fleet_path: str, models: tuple[str, ...]) -> None:
+    """Exit 2 for a model name the fleet does not answer to: such a key could never be used."""
+    from tiergate.errors import SpecError
+    from tiergate.gateway.cascade import entry_points
+    from tiergate.spec import load_fleet
+
+    if not models:
+        return
+    try:
+        known = entry_points(load_fleet(fleet_path))
+    except SpecError as exc:
+        click.echo(str(exc), err=True)
+        raise SystemExit(2) from exc
+    unknown = [name for name in models if name not in known]
+    if unknown:
+        click.echo(
+            f"--models: unknown model {', '.join(unknown)}; the fleet's models are "
+            f"{', '.join(sorted(known))}",
+            err=True,
+        )
+        raise SystemExit(2)
 
 
 def _run(fleet_path: str, store_override: str | None, action: Any) -> Any:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -16,7 +17,7 @@ from aiohttp import web
 from tiergate.gateway.governance import GovernanceGate
 from tiergate.gateway.openai_errors import OpenAIError
 from tiergate.gateway.state import STATE
-from tiergate.ledger.keys import key_view, new_key, presented_key
+from tiergate.ledger.keys import MAX_BUDGET_USD, MAX_PER_MINUTE, key_view, new_key, presented_key
 from tiergate.ledger.records import KeyRecord
 from tiergate.ledger.report import (
     GpuCost,
@@ -77,6 +78,7 @@ async def _create_key(request: web.Request) -> web.Response:
     try:
         gate = _gate(request)
         template = _key_template(await request.read())
+        _check_models(template.models, request.app[STATE].router.entries)
     except OpenAIError as exc:
         return _error(exc)
     key, record = new_key(template)
@@ -96,6 +98,12 @@ async def _revoke_key(request: web.Request) -> web.Response:
     await gate.keys.refresh()
     return _json({"key_id": key_id, "revoked": True})
 
+
+_MAXIMA: dict[str, float] = {
+    "budget_usd": MAX_BUDGET_USD,
+    "rpm": MAX_PER_MINUTE,
+    "tpm": MAX_PER_MINUTE,
+}
 
 _FIELDS: dict[str, type | tuple[type, ...]] = {
     "name": str,
@@ -135,6 +143,19 @@ async def _report(request: web.Request) -> web.Response:
     return _json(report_json(report))
 
 
+def _check_models(models: tuple[str, ...], known: Mapping[str, object]) -> None:
+    """400 for a model name no tier of the fleet answers to: such a key could never be used."""
+    unknown = [name for name in models if name not in known]
+    if unknown:
+        raise OpenAIError(
+            400,
+            f"Unknown model {', '.join(unknown)}: the fleet's models are "
+            f"{', '.join(sorted(known))}.",
+            param="models",
+            code="model_not_found",
+        )
+
+
 def _key_template(raw: bytes) -> KeyRecord:
     try:
         body = orjson.loads(raw) if raw else {}
@@ -154,6 +175,8 @@ def _key_template(raw: bytes) -> KeyRecord:
             raise OpenAIError(400, f"'{name}' has the wrong type.", param=name)
         elif isinstance(value, int | float) and value <= 0 and name != "budget_days":
             raise OpenAIError(400, f"'{name}' must be positive.", param=name)
+        elif isinstance(value, int | float) and name in _MAXIMA and value > _MAXIMA[name]:
+            raise OpenAIError(400, f"'{name}' must be at most {_MAXIMA[name]:g}.", param=name)
     days = body.get("budget_days") or 0
     if days < 0 or days > 366:
         raise OpenAIError(

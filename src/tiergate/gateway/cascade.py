@@ -26,6 +26,7 @@ class Skip(StrEnum):
     UNHEALTHY = "unhealthy"  # active health checks marked it down
     BREAKER_OPEN = "breaker_open"  # error rate over the limit, cooling down
     SATURATED = "saturated"  # its engines report saturation (spillover)
+    KEY_NOT_ALLOWED = "key_not_allowed"  # the client's key may not use it (governance)
 
 
 class Verdict(StrEnum):

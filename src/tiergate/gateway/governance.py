@@ -3,9 +3,14 @@ budgets, reserved before any upstream is called), and what it cost (settled afte
 ledger record per request).
 
 Budgets are reservation-based: admission reserves the most the request can cost on any tier it
-may reach (its prompt bound plus its output limit at the dearest prices), so concurrent requests
-can never overspend; completion settles the reservation to the actual cost. A request without
-an output limit gets ``governance.defaultMaxTokens`` written into it, so the bound holds.
+may reach (its prompt bound plus its output limit times its choices at the dearest prices, see
+:mod:`tiergate.gateway.generation`), so concurrent requests can never overspend; completion
+settles the reservation to the actual cost. A request without an output limit gets
+``governance.defaultMaxTokens`` written into it, so the bound holds. Rate limits count the same
+bound in their token estimate and settle it to the actual tokens.
+
+Budgets and limits of one process are not shared: :func:`per_process_limits` keeps
+``serve --workers N`` from multiplying them.
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypeVar
 
+from tiergate.gateway.cascade import Skip
+from tiergate.gateway.generation import bounded, generation_bound
 from tiergate.gateway.inbound import ClientRequest
 from tiergate.gateway.openai_errors import OpenAIError
 from tiergate.ledger.budget import Budget, BudgetBook, Refusal, Reservation, Window
@@ -81,6 +88,7 @@ class Admission:
     budgets: tuple[Budget, ...] = ()
     limits: list[Limit] = field(default_factory=list)
     tokens: int = 0  # the rate limiter's token estimate, settled to the actual count
+    skipped: tuple[str, ...] = ()  # tiers of the cascade this key may not use
     warnings: list[str] = field(default_factory=list)
 
 
@@ -164,10 +172,12 @@ class GovernanceGate:
     ) -> Admission:
         """Reserve the request's worst-case cost against every budget that applies.
 
-        Raises :class:`OpenAIError`: 403 for a model the key may not use, 429 ``budget_exceeded``
-        (with the reset time) when a hard budget has no room, 503 when the store is down and
-        ``onStoreDown: closed``.
+        Raises :class:`OpenAIError`: 400 for an output limit or choice count that is not a
+        valid integer, 403 for a model the key may not use, 429 ``rate_limit_exceeded``, 429
+        ``insufficient_quota`` (code ``budget_exceeded``, with the reset time) when a hard
+        budget has no room, 503 when the store is down and ``onStoreDown: closed``.
         """
+        bound = generation_bound(request, self._settings.default_max_tokens)
         key = identity.key
         if key is not None and key.models and request.model not in key.models:
             self.metrics.refusals.labels("model_not_allowed", f"key:{key.key_id}").inc()
@@ -180,17 +190,20 @@ class GovernanceGate:
             )
         self._check_store()
         admission = Admission(identity, tiers)
+        if key is not None and key.models:
+            admission.tiers, admission.skipped = self._allowed_tiers(key, tiers)
+        tiers = admission.tiers
         now = self._clock()
         admission.limits = self._limits(identity)
         if admission.limits:
-            # The prompt's estimate (bytes / 4); settled to the actual tokens afterwards.
-            admission.tokens = size // 4
+            # The prompt's estimate (bytes / 4) plus every token the request may generate;
+            # settled to the actual tokens afterwards.
+            admission.tokens = size // 4 + bound.tokens
             await self._rate_limit(admission, now)
         budgets = self._budgets(identity)
         if not budgets:
             return admission
-        output = self.output_limit(request)
-        by_tier = {name: self._fleet_tier(name).price.ceiling(size, output) for name in tiers}
+        by_tier = {name: self._fleet_tier(name).price.ceiling(size, bound.tokens) for name in tiers}
         amount = self._capped(max(by_tier.values()))
         decision = await self._unless_down(self._book.reserve(budgets, amount, now))
         if decision is None:  # the budget store is down and the gateway fails open
@@ -282,19 +295,28 @@ class GovernanceGate:
     def _fleet_tier(self, name: str) -> Tier:
         return self._tiers[name]
 
+    def _allowed_tiers(
+        self, key: KeyRecord, tiers: tuple[str, ...]
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """``tiers`` split into those ``key`` may use and those it may not: a key's ``models``
+        name tiers (their public names or upstream model ids), and the restriction holds on
+        every tier of the cascade, not only where the request enters it."""
+        allowed = set(key.models)
+        usable = tuple(
+            name for name in tiers if name in allowed or self._fleet_tier(name).model in allowed
+        )
+        return usable, tuple(name for name in tiers if name not in usable)
+
     def output_limit(self, request: ClientRequest) -> int:
-        """The most output tokens the request can produce: what it asks, else the default
-        (which :func:`bounded` writes into it). Every byte of the body is at most one prompt
-        token, so ``size`` bounds the prompt: the reservation is a bound, not an estimate."""
-        asked = request.body.get("max_completion_tokens") or request.body.get("max_tokens")
-        return asked if isinstance(asked, int) and asked > 0 else self._settings.default_max_tokens
+        """The most output tokens the request can produce, over all its choices: what it asks
+        (see :mod:`tiergate.gateway.generation`), else the default (which :meth:`bounded`
+        writes into it). Every byte of the body is at most one prompt token, so ``size``
+        bounds the prompt: the reservation is a bound, not an estimate."""
+        return generation_bound(request, self._settings.default_max_tokens).tokens
 
     def bounded(self, request: ClientRequest) -> ClientRequest:
         """``request`` with an output limit, so that its reservation holds."""
-        if request.body.get("max_completion_tokens") or request.body.get("max_tokens"):
-            return request
-        body = {**request.body, "max_tokens": self._settings.default_max_tokens}
-        return replace(request, body=body)
+        return bounded(request, generation_bound(request, self._settings.default_max_tokens))
 
     def _capped(self, amount: float) -> float:
         cap = self._settings.max_reservation_usd
@@ -354,17 +376,38 @@ class GovernanceGate:
     def finish(self, admission: Admission | None, record: RequestRecord) -> None:
         """Settle the reservation and write the record (in the background, never failing)."""
         self.store.record(record)
-        if admission is None or admission.reservation is None:
+        if admission is None or (admission.reservation is None and not admission.limits):
             return
-        task = asyncio.create_task(self._settle(admission.reservation, record.cost_usd))
+        task = asyncio.create_task(self._settle(admission, record))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _settle(self, reservation: Reservation, cost: float) -> None:
-        try:
-            await self._book.settle(reservation, cost, self._clock())
-        except Exception:
-            log.exception("settling a budget reservation failed")
+    async def _settle(self, admission: Admission, record: RequestRecord) -> None:
+        now = self._clock()
+        if admission.reservation is not None:
+            try:
+                await self._book.settle(admission.reservation, record.cost_usd, now)
+            except Exception:
+                log.exception("settling a budget reservation failed")
+        if admission.limits:
+            # The estimate counted every token the request might generate: give back what it
+            # did not (or charge what a long prompt took beyond bytes / 4).
+            actual = record.input_tokens + record.output_tokens
+            try:
+                await self._limiter.adjust(admission.limits, actual - admission.tokens, now)
+            except Exception:
+                log.exception("settling a rate limit's token estimate failed")
+
+
+def explain_skips(error: OpenAIError, admission: Admission | None) -> OpenAIError:
+    """``error`` (no tier could serve) naming the tiers the key kept the cascade from."""
+    if admission is None or not admission.skipped or "attempts" not in error.extra:
+        return error
+    reason = Skip.KEY_NOT_ALLOWED.value
+    error.extra["skipped"] = [{"tier": name, "reason": reason} for name in admission.skipped]
+    names = ", ".join(admission.skipped)
+    error.message += f" Not tried, as this key may not use them ({reason}): {names}."
+    return error
 
 
 def _window(days: int) -> Window:
@@ -382,7 +425,8 @@ def _budget_exceeded(refusal: Refusal, now: float) -> OpenAIError:
     return OpenAIError(
         429,
         message,
-        type_="budget_exceeded",
+        # OpenAI's type for "out of money", which SDKs and retry logic know; tiergate's code.
+        type_="insufficient_quota",
         code="budget_exceeded",
         extra={"reset_at": reset, "scope": str(budget.scope)},
         headers={"Retry-After": str(max(1, math.ceil(refusal.reset_at - now)))},
@@ -427,6 +471,25 @@ def record_of(
         ttft_s=ttft_s,
         status=status,
         error=error,
+    )
+
+
+def per_process_limits(fleet: Fleet, workers: int) -> str | None:
+    """Why ``fleet`` cannot be served by ``workers`` processes, or None when it can.
+
+    Without ``governance.redis``, budgets and rate limits are counted in each process: N
+    workers would each admit the whole of every limit, N times what it says. Keys can be given
+    a budget or limits at any time (``keys create``), so any fleet with keys counts, unless
+    keys are ``off`` and no budget or rate limit is set in the spec."""
+    settings = fleet.governance
+    if workers <= 1 or settings is None or settings.redis is not None:
+        return None
+    if settings.keys == "off" and not settings.budgets and not settings.rate_limits:
+        return None
+    return (
+        f"cannot start {workers} workers: budgets and rate limits without governance.redis "
+        f"are counted in each process, so every worker would allow the whole of each; set "
+        f"governance.redis (redis://HOST:PORT/DB) to share them, or serve with --workers 1"
     )
 
 

@@ -18,6 +18,7 @@ from tiergate.gateway.governance import (
     Admission,
     GovernanceGate,
     Identity,
+    explain_skips,
     record_of,
 )
 from tiergate.gateway.inbound import ClientRequest, parse_request
@@ -118,7 +119,12 @@ async def _serve(
     if router.tracing_enabled:  # without tracing, no span work on the request path
         outcome.span = _start_span(request, router, client, request_id, outcome)
         observe = _observer(router, outcome.span)
-    served = await run_cascade(router, client, tiers, request_id, state.metrics, observe=observe)
+    try:
+        served = await run_cascade(
+            router, client, tiers, request_id, state.metrics, observe=observe
+        )
+    except OpenAIError as exc:
+        raise explain_skips(exc, outcome.admission) from None
     outcome.attempts = [(a.tier, a.reason) for a in served.attempts]
     outcome.tier = served.tier
     headers["x-tiergate-tier"] = served.tier

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from tiergate.errors import SpecError, StoreUnavailableError
 from tiergate.gateway.app import create_app, reload
+from tiergate.gateway.governance import per_process_limits
 from tiergate.spec import Fleet, load_fleet
 from tiergate.telemetry.metrics import MULTIPROCESS_ENV
 
@@ -89,6 +90,9 @@ async def _reload(app: web.Application, path: Path) -> None:
 def run(path: Path, host: str, port: int, workers: int) -> int:
     """Blocking entry point of ``tiergate serve``; returns the exit status."""
     fleet = load_fleet(path)
+    if (refusal := per_process_limits(fleet, workers)) is not None:
+        log.error("%s", refusal)
+        return 2
     if workers > 1:
         return _supervise(path, host, port, workers)
     reuse_port = os.environ.get("TIERGATE_REUSE_PORT") == "1"

@@ -20,6 +20,11 @@ from tiergate.ledger.records import KeyRecord
 from tiergate.ledger.store import LedgerStore
 
 KEY_PREFIX = "sk-tg-"
+# The largest figures a key may carry: beyond any real budget or rate, and small enough that
+# every store holds them exactly (SQLite and PostgreSQL integers; Redis' Lua doubles count
+# budgets in micro-USD, exact below 2**53).
+MAX_BUDGET_USD = 1e9
+MAX_PER_MINUTE = 10**12
 
 
 def key_hash(key: str) -> str:
