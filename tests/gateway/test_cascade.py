@@ -15,6 +15,7 @@ from tests.gateway.helpers import (
     StartGateway,
     StartUpstreams,
     attempts_of,
+    eventually,
     fleet_yaml,
     refused_url,
     tier,
@@ -498,3 +499,29 @@ async def test_unlisted_client_error_statuses_are_returned(
     assert status == 404
     assert headers["x-tiergate-tier"] == "a"
     assert b.requests == []
+
+
+async def test_latency_limit_does_not_cut_a_tier_whose_later_tiers_are_all_down(
+    upstreams: StartUpstreams, gateway: StartGateway
+) -> None:
+    a, b = await upstreams("a", "b")
+    b.health_status = 503
+    health = {"intervalMs": 50, "timeoutMs": 100, "unhealthyThreshold": 1}
+    gw = await gateway(
+        fleet_yaml(
+            [tier("a", a), tier("b", b, healthCheck=health)], fallback=[{"latencyMs": "> 100"}]
+        )
+    )
+
+    async def b_down() -> bool:
+        _, text = await gw.get("/ready")
+        return json.loads(text)["tiers"]["b"] is False
+
+    await eventually(b_down, what="tier b marked down")
+    a.stall_s = 0.3  # slower than the limit, with nothing healthy to move on to
+
+    status, headers, payload = await gw.chat("a")
+
+    assert status == 200
+    assert payload["choices"][0]["message"]["content"] == "from a"
+    assert headers["x-tiergate-attempts"] == "1"

@@ -94,9 +94,13 @@ async def run_cascade(
         if reason is not None:
             cascade.moved(name, reason.value)
             continue
-        later = tiers[index + 1 :]
-        tier_left = bool(saturated) or any(
-            router.may_attempt(other, request.endpoint, router.clock()) for other in later
+        # Only latencyMs asks whether a tier is left: without it, no per-request look-ahead.
+        tier_left = router.fleet.fallback.latency_ms is not None and (
+            bool(saturated)
+            or any(
+                router.may_attempt(other, request.endpoint, router.clock())
+                for other in tiers[index + 1 :]
+            )
         )
         served = await _attempt(cascade, name, tier_left=tier_left)
         if served is not None:
