@@ -115,12 +115,12 @@ class UpstreamStreamError(UpstreamError):
 
 
 class UpstreamTimeoutError(UpstreamError):
-    """``phase`` is ``connect``, ``first_byte`` or ``total``."""
+    """``phase`` is ``connect``, ``first_byte``, ``idle`` (silence between chunks) or ``total``."""
 
     reason = "timeout"
 
     def __init__(self, tier: str, detail: str, phase: str) -> None:
         super().__init__(tier, detail)
         self.phase = phase
-        if phase == "first_byte":
-            self.reason = "first_byte_timeout"
+        if phase in ("first_byte", "idle"):
+            self.reason = f"{phase}_timeout"

@@ -63,5 +63,8 @@ async def gateway() -> AsyncIterator[Callable[[str], Awaitable[Gateway]]]:
         await runner.cleanup()
 
 
+# One-handler upstreams (tests/gateway/tiny.py), for answers FakeUpstream has no knob for.
+from tests.gateway.tiny import tiny_upstream  # noqa: E402, F401
+
 # The Bedrock tests of the gateway run against fake Bedrock Runtime servers.
 from tests.providers.bedrock.conftest import fake_bedrock  # noqa: E402, F401

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import openai
 import pytest
+from aiohttp import web
 
 from tests.gateway.helpers import (
     CHAT,
@@ -13,10 +15,12 @@ from tests.gateway.helpers import (
     StartGateway,
     StartUpstreams,
     attempts_of,
+    eventually,
     fleet_yaml,
     refused_url,
     tier,
 )
+from tests.gateway.tiny import StartTiny
 
 TIMEOUT_REASONS = {"timeout", "first_byte_timeout"}
 
@@ -351,3 +355,173 @@ async def test_embeddings_fall_back(upstreams: StartUpstreams, gateway: StartGat
     assert path == "/v1/embeddings"
     assert body["model"] == "org/model-b"
     assert body["input"] == ["one", "two"]
+
+
+# -- latencyMs: time to first byte, never cutting the last tier ------------------------------
+
+
+async def test_latency_limit_does_not_cut_the_last_tier(
+    upstreams: StartUpstreams, gateway: StartGateway
+) -> None:
+    a, b = await upstreams("a", "b")
+    a.stall_s = b.stall_s = 0.3  # every tier slower than the limit
+    gw = await gateway(fleet_yaml([tier("a", a), tier("b", b)], fallback=[{"latencyMs": "> 100"}]))
+
+    raw = await gw.client.chat.completions.with_raw_response.create(model="a", messages=HELLO)
+
+    assert raw.parse().choices[0].message.content == "from b"
+    assert raw.headers["x-tiergate-attempts"] == "2"  # a was left at the limit, b waited for
+
+
+async def test_latency_limit_does_not_cut_a_single_tier(
+    upstreams: StartUpstreams, gateway: StartGateway
+) -> None:
+    (a,) = await upstreams("a")
+    a.stall_s = 0.3
+    gw = await gateway(fleet_yaml([tier("a", a)], fallback=[{"latencyMs": "> 100"}]))
+
+    status, _, payload = await gw.chat("a")
+
+    assert status == 200
+    assert payload["choices"][0]["message"]["content"] == "from a"
+
+
+async def test_latency_limit_is_time_to_the_reply_headers_not_its_whole_body(
+    upstreams: StartUpstreams, gateway: StartGateway, tiny_upstream: StartTiny
+) -> None:
+    """Headers at once, the body 300 ms later: the reply's first byte came within 100 ms."""
+
+    async def slow_body(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        answer = {
+            "id": "chatcmpl-slow",
+            "object": "chat.completion",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "slow body"}}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+        }
+        text = json.dumps(answer).encode()
+        await response.write(text[:10])
+        await asyncio.sleep(0.3)
+        await response.write(text[10:])
+        await response.write_eof()
+        return response
+
+    slow = await tiny_upstream(slow_body)
+    (b,) = await upstreams("b")
+    gw = await gateway(
+        fleet_yaml([tier("a", slow), tier("b", b)], fallback=[{"latencyMs": "> 100"}])
+    )
+
+    status, headers, payload = await gw.chat("a")
+
+    assert status == 200
+    assert headers["x-tiergate-tier"] == "a"
+    assert payload["choices"][0]["message"]["content"] == "slow body"
+    assert b.requests == []
+
+
+# -- a 200 that is not an answer, and listed statuses of any class, fall back ------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"<html>upstream proxy says hi</html>", "text/html"),
+        (b'{"choices": [', "application/json"),  # cut short
+        (b'["not", "an", "object"]', "application/json"),
+    ],
+    ids=["html", "truncated-json", "json-array"],
+)
+async def test_a_200_whose_body_is_not_a_json_object_falls_back(
+    upstreams: StartUpstreams,
+    gateway: StartGateway,
+    tiny_upstream: StartTiny,
+    body: bytes,
+    content_type: str,
+) -> None:
+    async def garbage(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(body=body, content_type=content_type)
+
+    bad = await tiny_upstream(garbage)
+    (b,) = await upstreams("b")
+    gw = await gateway(fleet_yaml([tier("a", bad), tier("b", b)]))
+
+    raw = await gw.client.chat.completions.with_raw_response.create(model="a", messages=HELLO)
+
+    assert raw.parse().choices[0].message.content == "from b"
+    assert raw.headers["x-tiergate-tier"] == "b"
+
+
+async def test_every_tier_answering_garbage_is_a_502_naming_it(
+    gateway: StartGateway, tiny_upstream: StartTiny
+) -> None:
+    async def garbage(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(body=b"not json", content_type="text/plain")
+
+    bad = await tiny_upstream(garbage)
+    gw = await gateway(fleet_yaml([tier("a", bad)]))
+
+    status, _, payload = await gw.chat("a")
+
+    assert status == 502
+    assert attempts_of(payload) == [("a", "invalid_response", 200)]
+
+
+@pytest.mark.parametrize("code", [401, 403, 404, 422])
+async def test_listed_client_error_statuses_fall_back(
+    upstreams: StartUpstreams, gateway: StartGateway, code: int
+) -> None:
+    a, b = await upstreams("a", "b")
+    a.status = code
+    gw = await gateway(
+        fleet_yaml([tier("a", a), tier("b", b)], fallback=[{"statusCode": [code, 503]}])
+    )
+
+    raw = await gw.client.chat.completions.with_raw_response.create(model="a", messages=HELLO)
+
+    assert raw.parse().choices[0].message.content == "from b"
+    assert raw.headers["x-tiergate-attempts"] == "2"
+
+
+async def test_unlisted_client_error_statuses_are_returned(
+    upstreams: StartUpstreams, gateway: StartGateway
+) -> None:
+    a, b = await upstreams("a", "b")
+    a.status = 404
+    gw = await gateway(fleet_yaml([tier("a", a), tier("b", b)], fallback=[{"statusCode": [503]}]))
+
+    status, headers, _ = await gw.chat("a")
+
+    assert status == 404
+    assert headers["x-tiergate-tier"] == "a"
+    assert b.requests == []
+
+
+async def test_latency_limit_does_not_cut_a_tier_whose_later_tiers_are_all_down(
+    upstreams: StartUpstreams, gateway: StartGateway
+) -> None:
+    a, b = await upstreams("a", "b")
+    b.health_status = 503
+    health = {"intervalMs": 50, "timeoutMs": 100, "unhealthyThreshold": 1}
+    gw = await gateway(
+        fleet_yaml(
+            [tier("a", a), tier("b", b, healthCheck=health)], fallback=[{"latencyMs": "> 100"}]
+        )
+    )
+
+    async def b_down() -> bool:
+        _, text = await gw.get("/ready")
+        return json.loads(text)["tiers"]["b"] is False
+
+    await eventually(b_down, what="tier b marked down")
+    a.stall_s = 0.3  # slower than the limit, with nothing healthy to move on to
+
+    status, headers, payload = await gw.chat("a")
+
+    assert status == 200
+    assert payload["choices"][0]["message"]["content"] == "from a"
+    assert headers["x-tiergate-attempts"] == "1"

@@ -14,9 +14,11 @@ from tiergate.gateway.cascade import (
     exhausted,
     is_tier_failure,
     judge_status,
+    latency_limit_s,
     skip_reason,
 )
-from tiergate.spec import load_fleet
+from tiergate.spec import FallbackPolicy, load_fleet
+from tiergate.spec.comparator import Threshold
 
 
 def test_entry_points_of_the_seed_3tier_fleet(examples: Path) -> None:
@@ -62,3 +64,19 @@ def test_exhausted_answers(reasons: list[str], status: int, code: str) -> None:
     assert (got_status, got_code) == (status, code)
     for attempt in attempts:
         assert f"{attempt.tier}: {attempt.reason} after 250 ms" in message
+
+
+def test_listed_statuses_fall_back_whatever_their_class() -> None:
+    policy = FallbackPolicy(frozenset({401, 403, 404, 422, 503}), None, None)
+    for status in (401, 403, 404, 422, 503):
+        assert judge_status(status, policy) is Verdict.FALLBACK
+        assert is_tier_failure(status, policy)
+    for status in (400, 413, 429, 500):
+        assert judge_status(status, policy) is Verdict.SERVE
+
+
+def test_latency_limit_applies_only_while_a_tier_is_left() -> None:
+    policy = FallbackPolicy(frozenset(), Threshold(">", 2000), None)
+    assert latency_limit_s(policy, tier_left=True) == 2.0
+    assert latency_limit_s(policy, tier_left=False) is None
+    assert latency_limit_s(FallbackPolicy(frozenset(), None, None), tier_left=True) is None

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import openai
 import pytest
+from aiohttp import web
 
 from tests.gateway.helpers import (
     CHAT,
@@ -16,10 +18,12 @@ from tests.gateway.helpers import (
     StartUpstreams,
     eventually,
     fleet_yaml,
+    metric,
     read_sse,
     refused_url,
     tier,
 )
+from tests.gateway.tiny import StartTiny, chunk_event, hold
 from tests.gateway.upstream import FakeUpstream
 
 
@@ -293,3 +297,118 @@ async def test_completions_stream_falls_back_before_first_chunk(
     assert all(chunk.choices for chunk in chunks)
     assert b.requests[0].path == "/v1/completions"
     assert b.requests[0].body["stream_options"]["include_usage"] is True
+
+
+# -- latencyMs on streams, idle upstreams, and 200s that are no stream -------------------------
+
+
+async def test_latency_limit_does_not_cut_the_last_tier_of_a_stream(
+    upstreams: StartUpstreams, gateway: StartGateway
+) -> None:
+    a, b = await upstreams("a", "b")
+    a.stall_s = b.stall_s = 0.3  # every tier's first event later than the limit
+    gw = await gateway(fleet_yaml([tier("a", a), tier("b", b)], fallback=[{"latencyMs": "> 100"}]))
+
+    headers, chunks = await stream_chat(gw)
+
+    assert content_of(chunks) == expected_content("b")
+    assert headers["x-tiergate-attempts"] == "2"
+
+
+async def silent_after(request: web.Request, events: int) -> web.StreamResponse:
+    """An upstream that streams ``events`` content events, then says nothing more."""
+    await request.read()
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    if events:
+        await response.write(chunk_event("", role=True))
+    for index in range(events):
+        await response.write(chunk_event(f"part {index}; "))
+    await hold(request)
+    return response
+
+
+async def test_a_silent_committed_stream_ends_with_an_error_after_idle_ms(
+    upstreams: StartUpstreams, gateway: StartGateway, tiny_upstream: StartTiny
+) -> None:
+    async def three_then_silence(request: web.Request) -> web.StreamResponse:
+        return await silent_after(request, 3)
+
+    silent = await tiny_upstream(three_then_silence)
+    (b,) = await upstreams("b")
+    # totalMs far away: only the idle limit can end this stream within the test's bound.
+    timeouts = {"idleMs": 300, "totalMs": 600_000}
+    gw = await gateway(fleet_yaml([tier("a", silent, timeouts=timeouts), tier("b", b)]))
+
+    async with asyncio.timeout(5):
+        status, _, events = await read_sse(
+            gw, CHAT, {"model": "a", "messages": HELLO, "stream": True}
+        )
+
+    assert status == 200
+    contents = [json.loads(e)["choices"][0]["delta"].get("content") for e in events[:4]]
+    assert contents == ["", "part 0; ", "part 1; ", "part 2; "]
+    error = json.loads(events[-1])["error"]
+    assert error["code"] == "stream_interrupted"
+    assert "no data for 0.3 s" in error["message"]
+    assert b.requests == []  # committed: nothing moves to another tier
+    text = await gw.metrics()
+    assert metric(text, "tiergate_attempts_total", tier="a", outcome="stream_idle_timeout") == 1
+
+
+async def test_a_stream_silent_before_its_first_event_falls_back_after_idle_ms(
+    upstreams: StartUpstreams, gateway: StartGateway, tiny_upstream: StartTiny
+) -> None:
+    async def headers_then_silence(request: web.Request) -> web.StreamResponse:
+        return await silent_after(request, 0)
+
+    silent = await tiny_upstream(headers_then_silence)
+    (b,) = await upstreams("b")
+    gw = await gateway(fleet_yaml([tier("a", silent, timeouts={"idleMs": 300}), tier("b", b)]))
+
+    async with asyncio.timeout(5):
+        headers, chunks = await stream_chat(gw)
+
+    assert content_of(chunks) == expected_content("b")
+    assert headers["x-tiergate-attempts"] == "2"
+
+
+async def test_idle_ms_does_not_cut_a_stream_that_keeps_sending(
+    upstreams: StartUpstreams, gateway: StartGateway
+) -> None:
+    (a,) = await upstreams("a")
+    a.set(chunks=6, chunk_delay_s=0.1)  # 0.6 s in all, never 0.3 s silent
+    gw = await gateway(fleet_yaml([tier("a", a, timeouts={"idleMs": 300})]))
+
+    _, chunks = await stream_chat(gw)
+
+    assert content_of(chunks) == expected_content("a", 6)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b'{"id": "chatcmpl-x", "object": "chat.completion", "choices": []}', "application/json"),
+        (b"<html>upstream proxy says hi</html>", "text/html"),
+    ],
+    ids=["json", "html"],
+)
+async def test_a_200_that_is_no_event_stream_falls_back_before_the_commit_point(
+    upstreams: StartUpstreams,
+    gateway: StartGateway,
+    tiny_upstream: StartTiny,
+    body: bytes,
+    content_type: str,
+) -> None:
+    async def not_a_stream(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(body=body, content_type=content_type)
+
+    bad = await tiny_upstream(not_a_stream)
+    (b,) = await upstreams("b")
+    gw = await gateway(fleet_yaml([tier("a", bad), tier("b", b)]))
+
+    headers, chunks = await stream_chat(gw)
+
+    assert content_of(chunks) == expected_content("b")
+    assert headers["x-tiergate-tier"] == "b"

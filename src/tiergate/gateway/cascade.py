@@ -13,9 +13,9 @@ from enum import StrEnum
 
 from tiergate.spec import FallbackPolicy, Fleet
 
-# Client errors that would fail on every tier: returned, never retried elsewhere.
-CLIENT_ERRORS = frozenset({400, 401, 404, 413, 422})
-TIMEOUT_REASONS = frozenset({"timeout", "first_byte_timeout"})
+TIMEOUT_REASONS = frozenset({"timeout", "first_byte_timeout", "idle_timeout"})
+# Why a 200 moved on: not a JSON object, or no event stream to a streaming request.
+INVALID_RESPONSE = "invalid_response"
 
 
 class Skip(StrEnum):
@@ -77,10 +77,23 @@ def skip_reason(*, healthy: bool, breaker_allows: bool, saturated: bool) -> Skip
 
 
 def judge_status(status: int, policy: FallbackPolicy) -> Verdict:
-    """Whether an upstream reply with ``status`` is given to the client or moves on."""
-    if status < 400 or status in CLIENT_ERRORS:
-        return Verdict.SERVE
+    """Whether an upstream reply with ``status`` is given to the client or moves on.
+
+    Exactly the statuses the fleet lists move on, whatever their class: a user listing 404
+    (a model missing on one tier) or 401 (one tier's credentials) means it.
+    """
     return Verdict.FALLBACK if status in policy.status_codes else Verdict.SERVE
+
+
+def latency_limit_s(policy: FallbackPolicy, *, tier_left: bool) -> float | None:
+    """The first-byte limit ``latencyMs`` sets on an attempt, in seconds, or ``None``.
+
+    The condition exists to move on to a faster tier: with no tier left to move to, the
+    attempt waits up to the tier's own timeouts rather than failing the request.
+    """
+    if policy.latency_ms is None or not tier_left:
+        return None
+    return policy.latency_ms.limit / 1000
 
 
 def is_tier_failure(status: int, policy: FallbackPolicy) -> bool:

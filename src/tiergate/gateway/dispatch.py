@@ -1,7 +1,9 @@
 """The cascade in motion: attempt tiers in order until one serves, up to the commit point.
 
 For a streamed request the commit point is the first event sent to the client; this module
-returns just before it, so every fallback condition applies to everything before it.
+returns just before it, so every fallback condition applies to everything before it. A 200
+that is not what was asked for (a body that is no JSON object, or no event stream to a
+streaming request) is a tier failure like any other, not a reply to relay.
 """
 
 from __future__ import annotations
@@ -9,17 +11,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
 from tiergate.errors import UpstreamError, UpstreamResetError
 from tiergate.gateway.cascade import (
+    INVALID_RESPONSE,
     Attempt,
     Skip,
     Verdict,
     exhausted,
     is_tier_failure,
     judge_status,
+    latency_limit_s,
 )
 from tiergate.gateway.inbound import ClientRequest
 from tiergate.gateway.openai_errors import OpenAIError
@@ -38,6 +43,7 @@ class Served:
     tier: str
     attempts: list[Attempt]
     reply: UpstreamReply | None = None
+    reply_json: dict[str, Any] | None = None  # a 200 reply's body, parsed once
     stream: UpstreamStream | None = None
     events: AsyncIterator[bytes] | None = None
     first_event: bytes = b""
@@ -81,19 +87,27 @@ async def run_cascade(
     """
     cascade = _Cascade(router, request, request_id, metrics, observe=observe)
     saturated: list[str] = []
-    for name in tiers:
+    for index, name in enumerate(tiers):
         reason = router.skip(name, request.endpoint, router.clock())
         if reason is Skip.SATURATED:
             saturated.append(name)
         if reason is not None:
             cascade.moved(name, reason.value)
             continue
-        served = await _attempt(cascade, name)
+        # Only latencyMs asks whether a tier is left: without it, no per-request look-ahead.
+        tier_left = router.fleet.fallback.latency_ms is not None and (
+            bool(saturated)
+            or any(
+                router.may_attempt(other, request.endpoint, router.clock())
+                for other in tiers[index + 1 :]
+            )
+        )
+        served = await _attempt(cascade, name, tier_left=tier_left)
         if served is not None:
             return served
     # Saturation is not failure: when nothing else could serve, saturated tiers still may.
-    for name in saturated:
-        served = await _attempt(cascade, name)
+    for index, name in enumerate(saturated):
+        served = await _attempt(cascade, name, tier_left=index < len(saturated) - 1)
         if served is not None:
             return served
     cascade.close_move("none")
@@ -112,26 +126,27 @@ async def run_cascade(
     )
 
 
-async def _attempt(cascade: _Cascade, name: str) -> Served | None:
+async def _attempt(cascade: _Cascade, name: str, *, tier_left: bool) -> Served | None:
+    """One attempt on tier ``name``; ``tier_left`` says whether another tier could follow."""
     router, request = cascade.router, cascade.request
     tier = router.tiers[name]
     provider = router.providers[name]
     cascade.close_move(name)
     cascade.attempt_done = cascade.observe(name) if cascade.observe is not None else None
-    upstream = UpstreamRequest(request.endpoint, request.for_tier(tier.model), cascade.request_id)
     policy = router.fleet.fallback
-    limit = policy.latency_ms.limit / 1000 if policy.latency_ms else None
+    # latencyMs is time to first byte: the response headers of a reply (the provider applies
+    # it), the first event of a stream (applied here, headers included).
+    limit = latency_limit_s(policy, tier_left=tier_left)
+    body = request.for_tier(tier.model)
+    upstream = UpstreamRequest(request.endpoint, body, cascade.request_id, first_byte_s=limit)
     start = router.clock()
     served: Served | None = None
     status: int | None = None
     try:
         if request.stream:
-            budget = limit or tier.timeouts.first_byte_s
+            own = tier.timeouts.first_byte_s
+            budget = own if limit is None else min(limit, own)
             served, status = await _open_stream(provider, upstream, name, cascade.attempts, budget)
-        elif limit is not None:
-            async with asyncio.timeout(limit):
-                reply = await provider.send(upstream)
-            served, status = Served(name, cascade.attempts, reply=reply), reply.status
         else:
             reply = await provider.send(upstream)
             served, status = Served(name, cascade.attempts, reply=reply), reply.status
@@ -151,6 +166,9 @@ async def _attempt(cascade: _Cascade, name: str) -> Served | None:
         raise
     assert served is not None
     assert status is not None
+    if status == 200 and served.stream is None and not _well_formed(served, stream=request.stream):
+        _failed(cascade, name, INVALID_RESPONSE, status, start)
+        return None
     if judge_status(status, policy) is Verdict.FALLBACK:
         _failed(cascade, name, "status", status, start)
         return None
@@ -171,6 +189,21 @@ def _failed(cascade: _Cascade, name: str, reason: str, status: int | None, start
     cascade.moved(name, reason)
     if cascade.attempt_done is not None:
         cascade.attempt_done(reason, status)
+
+
+def _well_formed(served: Served, *, stream: bool) -> bool:
+    """Whether a 200 reply is what was asked for; keeps its parsed body for the caller."""
+    if stream:  # a 200 that is no event stream (a provider returns those as replies)
+        return False
+    assert served.reply is not None
+    try:
+        data = orjson.loads(served.reply.body)
+    except orjson.JSONDecodeError:
+        return False
+    if not isinstance(data, dict):
+        return False
+    served.reply_json = data
+    return True
 
 
 class _StreamErrorEventError(Exception):

@@ -3,10 +3,17 @@
 After the commit point nothing can move to another tier: an upstream failure ends the client's
 stream with an explicit OpenAI-style error event, never a silent truncation. Usage is always
 captured from the upstream's usage chunk, which is stripped when the client did not ask for it.
+
+A stream that ends before that chunk (the client went away, the upstream broke or went silent)
+is billed for what was relayed: one completion token per event that carried output (engines
+send one event per decoding step, so this is a lower bound) and the prompt estimated from its
+size, as the rate limiter does.
 """
 
 from __future__ import annotations
 
+import asyncio
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,16 +23,40 @@ from aiohttp import web
 from tiergate.errors import UpstreamError
 from tiergate.gateway.dispatch import Served
 from tiergate.gateway.openai_errors import OpenAIError
+from tiergate.providers import Usage
 
 _DONE = b"data: [DONE]"
+# An event that carries generated output: non-empty text, content or reasoning, or a tool call.
+_OUTPUT = re.compile(
+    rb'"(?:content|text|reasoning_content|reasoning)":\s*"[^"]|"tool_calls":\s*\[\{'
+)
+# Bytes of prompt per token when estimating (the rate limiter's estimate too).
+BYTES_PER_TOKEN = 4
 
 
 @dataclass(slots=True)
 class StreamResult:
-    """What the relay saw: the usage reported, and whether the stream ended cleanly."""
+    """What the relay saw: the usage reported, whether the stream ended cleanly, whether the
+    client went away, and how many events carried generated output."""
 
     usage: dict[str, Any] | None = None
     failure: str | None = None
+    client_closed: bool = False
+    output_events: int = 0
+
+    def billed_usage(self, body: dict[str, Any]) -> Usage | None:
+        """The usage to bill: the upstream's when the stream ended with it, else what was
+        relayed (the prompt estimated from the size of ``body``'s messages or prompt)."""
+        reported = Usage.from_openai(self.usage)
+        if self.output_events == 0:
+            return reported
+        ended = self.failure is None and not self.client_closed
+        if reported is not None and (ended or reported.completion >= self.output_events):
+            return reported
+        # No usage chunk, or only a running count (continuous usage) that fell behind.
+        size = len(orjson.dumps(body.get("messages") or body.get("prompt") or ""))
+        prompt = max(size // BYTES_PER_TOKEN, 1, reported.prompt if reported else 0)
+        return Usage(prompt, self.output_events)
 
 
 async def relay_stream(
@@ -64,7 +95,11 @@ async def relay_stream(
     except ConnectionResetError:
         # The client went away: nothing left to tell it, and not the tier's fault (no failure
         # is recorded); the finally releases the upstream.
-        pass
+        result.client_closed = True
+    except asyncio.CancelledError:
+        # The same, noticed by aiohttp first (handler_cancellation) or a shutdown's deadline.
+        result.client_closed = True
+        raise
     finally:
         await served.stream.aclose()
     return response
@@ -85,6 +120,8 @@ async def _pump(
                 event = b""
         done = event.startswith(_DONE)
         if event:
+            if _OUTPUT.search(event):
+                result.output_events += 1
             await response.write(event)
         if done:
             return True

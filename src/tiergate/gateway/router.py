@@ -134,6 +134,18 @@ class Router:
         self._show_breaker(name, now)
         return reason
 
+    def may_attempt(self, name: str, endpoint: Endpoint, now: float) -> bool:
+        """Whether tier ``name`` could be attempted now, judged without taking a breaker probe
+        (the cascade asks it of the tiers after the one it tries; saturation does not count:
+        a saturated tier is still a last resort)."""
+        provider = self.providers.get(name)
+        if provider is None or not provider.supports(endpoint):
+            return False
+        if self._health is not None and not self._health.is_up(name):
+            return False
+        breaker = self.breakers.get(name)
+        return breaker is None or breaker.state(now).value != "open"
+
     def record(self, name: str, now: float, ok: bool) -> None:
         """Feed an attempt's outcome to the tier's breaker."""
         breaker = self.breakers.get(name)

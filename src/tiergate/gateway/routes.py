@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import orjson
 from aiohttp import web
@@ -138,7 +137,7 @@ async def _serve(
     reply = served.reply
     outcome.status = reply.status
     if reply.status == 200:
-        outcome.usage = Usage.from_openai(_reply_usage(reply.body))
+        outcome.usage = Usage.from_openai(served.reply_json and served.reply_json.get("usage"))
         _count_tokens(state, client.model, served.tier, outcome.usage)
     else:
         outcome.error = f"upstream status {reply.status}"
@@ -289,7 +288,10 @@ async def _stream(
             state.router.record(served.tier, state.router.clock(), ok=False)
             state.metrics.attempt_done(served.tier, f"stream_{result.failure}", None)
             outcome.error = f"stream_{result.failure}"
-        outcome.usage = Usage.from_openai(result.usage)
+        if result.client_closed:
+            outcome.status = 499  # nginx's "client closed request": nobody got the rest
+            outcome.error = "client_closed"
+        outcome.usage = result.billed_usage(client.body)
         _count_tokens(state, model, served.tier, outcome.usage)
 
 
@@ -312,15 +314,6 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
             raise too_large
         parts.append(chunk)
     return b"".join(parts)
-
-
-def _reply_usage(body: bytes) -> dict[str, Any] | None:
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    usage = data.get("usage") if isinstance(data, dict) else None
-    return usage if isinstance(usage, dict) else None
 
 
 def _count_tokens(state: GatewayState, model: str, tier: str, usage: Usage | None) -> None:

@@ -28,11 +28,16 @@ class ProviderSetupError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class UpstreamRequest:
-    """One attempt's request, already rewritten for the tier (its upstream ``model``)."""
+    """One attempt's request, already rewritten for the tier (its upstream ``model``).
+
+    ``first_byte_s``: the cascade's limit on the response headers of this attempt (the
+    routing's ``latencyMs`` while another tier is left), applied when sooner than the tier's own.
+    """
 
     endpoint: Endpoint
     body: dict[str, Any]
     request_id: str
+    first_byte_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +91,10 @@ class UpstreamStream(Protocol):
     """An upstream SSE stream whose response status was 200.
 
     Iterating yields whole SSE events (each ending with a blank line) as they arrive; raises
-    :class:`tiergate.errors.UpstreamError` when the connection breaks. ``aclose`` releases the
-    connection at once (the upstream sees the request cancelled).
+    :class:`tiergate.errors.UpstreamError` when the connection breaks, and
+    :class:`tiergate.errors.UpstreamTimeoutError` (phase ``idle``) when the upstream is silent
+    for the tier's ``timeouts.idle_s`` between two chunks. ``aclose`` releases the connection
+    at once (the upstream sees the request cancelled).
     """
 
     def __aiter__(self) -> AsyncIterator[bytes]: ...
@@ -109,7 +116,8 @@ class Provider(Protocol):
         ...
 
     async def stream(self, request: UpstreamRequest) -> UpstreamReply | UpstreamStream:
-        """Start a streaming request: the stream when the upstream answered 200, else its reply."""
+        """Start a streaming request: the stream when the upstream answered 200 with an event
+        stream, else its reply (an error, or a 200 that is no stream: the cascade judges it)."""
         ...
 
     async def close(self) -> None:

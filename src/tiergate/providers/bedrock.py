@@ -33,7 +33,7 @@ from tiergate.providers.aws_auth import Signer, resolve_region
 from tiergate.providers.base import Endpoint, UpstreamReply, UpstreamRequest, UpstreamStream
 from tiergate.providers.converse import from_converse, to_converse
 from tiergate.providers.converse_stream import DONE, ChunkWriter, StreamProtocolError
-from tiergate.providers.transport import pooled_session, post, read_body, translate
+from tiergate.providers.transport import body_chunks, pooled_session, post, read_body
 from tiergate.spec import Tier
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ class BedrockProvider:
             converse = to_converse(request.body, max_tokens_cap=self._cap)
         except TranslationError as exc:
             return _reply(400, exc.message, "invalid_request_error", exc.param, None)
-        response = await self._post(converse, stream=False)
+        response = await self._post(converse, stream=False, first_byte_s=request.first_byte_s)
         body = await read_body(self.name, response)
         if response.status != 200:
             return _error_reply(response, body)
@@ -134,7 +134,7 @@ class BedrockProvider:
             converse = to_converse(request.body, max_tokens_cap=self._cap)
         except TranslationError as exc:
             return _reply(400, exc.message, "invalid_request_error", exc.param, None)
-        response = await self._post(converse, stream=True)
+        response = await self._post(converse, stream=True, first_byte_s=request.first_byte_s)
         if response.status != 200:
             return _error_reply(response, await read_body(self.name, response))
         writer = ChunkWriter(
@@ -142,10 +142,12 @@ class BedrockProvider:
             completion_id=f"chatcmpl-{request.request_id}",
             created=int(time.time()),
         )
-        stream = _EventStream(self.name, response, writer)
+        stream = _EventStream(self.name, response, writer, self._timeouts.idle_s)
         return await stream.open()
 
-    async def _post(self, converse: dict[str, Any], *, stream: bool) -> aiohttp.ClientResponse:
+    async def _post(
+        self, converse: dict[str, Any], *, stream: bool, first_byte_s: float | None
+    ) -> aiohttp.ClientResponse:
         if self._session is None:  # created on first use, inside the loop that drives it
             self._session = pooled_session(self._timeouts, decompress=True)
         url = self._urls[stream]
@@ -160,6 +162,7 @@ class BedrockProvider:
             headers,
             tier=self.name,
             timeouts=self._timeouts,
+            first_byte_s=first_byte_s,
         )
 
     async def close(self) -> None:
@@ -177,8 +180,11 @@ class _EventStream:
     explicit error event.
     """
 
-    def __init__(self, tier: str, response: aiohttp.ClientResponse, writer: ChunkWriter) -> None:
+    def __init__(
+        self, tier: str, response: aiohttp.ClientResponse, writer: ChunkWriter, idle_s: float
+    ) -> None:
         self._tier = tier
+        self._idle_s = idle_s
         self._response = response
         self._writer = writer
         self._opening: list[bytes] = []
@@ -212,14 +218,12 @@ class _EventStream:
         frames = EventStreamBuffer()
         try:
             try:
-                async for data in self._response.content.iter_any():
+                async for data in body_chunks(self._tier, self._response, self._idle_s):
                     frames.add_data(data)
                     for message in frames:
                         event = self._event(message)
                         if event:
                             yield event
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                translate(self._tier, exc)
             except (ParserError, StreamProtocolError, orjson.JSONDecodeError) as exc:
                 detail = f"malformed Bedrock event stream: {exc}"
                 raise UpstreamStreamError(self._tier, detail, 502) from exc

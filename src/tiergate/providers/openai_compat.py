@@ -11,8 +11,9 @@ from collections.abc import AsyncIterator
 import aiohttp
 import orjson
 
+from tiergate.errors import UpstreamError
 from tiergate.providers.base import Endpoint, UpstreamReply, UpstreamRequest, UpstreamStream
-from tiergate.providers.transport import pooled_session, post, read_reply, translate
+from tiergate.providers.transport import body_chunks, pooled_session, post, read_reply
 from tiergate.spec import Tier
 
 _EVENT_END = b"\n\n"
@@ -45,6 +46,7 @@ class OpenAICompatProvider:
             {**self._headers, "x-request-id": request.request_id},
             tier=self.name,
             timeouts=self._timeouts,
+            first_byte_s=request.first_byte_s,
         )
 
     async def send(self, request: UpstreamRequest) -> UpstreamReply:
@@ -52,9 +54,10 @@ class OpenAICompatProvider:
 
     async def stream(self, request: UpstreamRequest) -> UpstreamReply | UpstreamStream:
         response = await self._post(request)
-        if response.status != 200:
+        if response.status != 200 or response.content_type != "text/event-stream":
+            # Not a stream (an error, or a server ignoring ``stream``): the cascade judges it.
             return await read_reply(self.name, response)
-        return _SSEStream(self.name, response)
+        return _SSEStream(self.name, response, self._timeouts.idle_s)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -65,9 +68,10 @@ class OpenAICompatProvider:
 class _SSEStream:
     """Splits an upstream SSE body into whole events as bytes arrive."""
 
-    def __init__(self, tier: str, response: aiohttp.ClientResponse) -> None:
+    def __init__(self, tier: str, response: aiohttp.ClientResponse, idle_s: float) -> None:
         self._tier = tier
         self._response = response
+        self._idle_s = idle_s
         self._finished = False
 
     def __aiter__(self) -> AsyncIterator[bytes]:
@@ -76,7 +80,7 @@ class _SSEStream:
     async def _events(self) -> AsyncIterator[bytes]:
         pending = b""
         try:
-            async for received in self._response.content.iter_any():
+            async for received in body_chunks(self._tier, self._response, self._idle_s):
                 chunk = pending + received if pending else received
                 if chunk.endswith(_EVENT_END) and chunk.count(_EVENT_END) == 1:
                     pending = b""
@@ -86,9 +90,9 @@ class _SSEStream:
                 for event in events:
                     if event:
                         yield event + _EVENT_END
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except UpstreamError:
             self._response.close()
-            translate(self._tier, exc)
+            raise
         if pending.strip():
             yield pending + _EVENT_END
         self._finished = True

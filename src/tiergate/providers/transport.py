@@ -7,6 +7,7 @@ nowhere else.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import NoReturn
 
 import aiohttp
@@ -40,20 +41,47 @@ async def post(
     *,
     tier: str,
     timeouts: Timeouts,
+    first_byte_s: float | None = None,
 ) -> aiohttp.ClientResponse:
-    """POST and wait for the response headers within the tier's first-byte limit."""
+    """POST and wait for the response headers within the tier's first-byte limit, or within
+    ``first_byte_s`` (the cascade's limit for this attempt) when that is sooner."""
+    limit = (
+        timeouts.first_byte_s if first_byte_s is None else min(first_byte_s, timeouts.first_byte_s)
+    )
     try:
-        if timeouts.first_byte_s >= timeouts.total_s:
+        if limit >= timeouts.total_s:
             # The session's total limit covers it: save a timer per request.
             return await session.post(url, data=data, headers=headers)
-        async with asyncio.timeout(timeouts.first_byte_s):
+        async with asyncio.timeout(limit):
             return await session.post(url, data=data, headers=headers)
     except TimeoutError as exc:
-        raise UpstreamTimeoutError(
-            tier, f"no response within {timeouts.first_byte_s:g} s", "first_byte"
-        ) from exc
+        raise UpstreamTimeoutError(tier, f"no response within {limit:g} s", "first_byte") from exc
     except aiohttp.ClientError as exc:
         translate(tier, exc)
+
+
+async def body_chunks(
+    tier: str, response: aiohttp.ClientResponse, idle_s: float
+) -> AsyncIterator[bytes]:
+    """The response body's bytes as they arrive; an upstream silent for ``idle_s`` between two
+    reads raises :class:`UpstreamTimeoutError` (phase ``idle``), a broken one its translation.
+
+    The session's total limit still bounds the whole body: this one catches a stalled stream
+    long before it, without cutting a long one that keeps sending.
+    """
+    content = response.content
+    while True:
+        timer = asyncio.timeout(idle_s)
+        try:
+            async with timer:
+                received = await content.readany()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            if timer.expired():
+                raise UpstreamTimeoutError(tier, f"no data for {idle_s:g} s", "idle") from exc
+            translate(tier, exc)  # the session's own limits, or a broken connection
+        if not received:
+            return
+        yield received
 
 
 async def read_body(tier: str, response: aiohttp.ClientResponse) -> bytes:

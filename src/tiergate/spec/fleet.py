@@ -34,11 +34,17 @@ class HealthProbe:
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    """Per-attempt limits on one upstream, in seconds."""
+    """Per-attempt limits on one upstream, in seconds.
+
+    ``first_byte_s`` is the tier's own limit on its response headers; the routing's
+    ``latencyMs`` is applied by the cascade on top of it, and only while another tier is left.
+    ``idle_s`` bounds the silence between two chunks of a response body.
+    """
 
     connect_s: float
     first_byte_s: float
     total_s: float
+    idle_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,11 +137,8 @@ def resolve(spec: FleetSpec, source: str, warnings: tuple[SpecIssue, ...] = ()) 
         )
         order = [entry.name for _, entry in ranked]
     fallback = _fallback(spec)
-    # Without a first-byte limit of its own, an attempt gets the routing's latencyMs, else its
-    # total limit: a non-streamed reply's first byte comes only when generation is done.
-    default_first_byte = fallback.latency_ms.limit / 1000 if fallback.latency_ms else None
-    cascade = tuple(_tier(by_name[name], default_first_byte) for name in order)
-    standalone = tuple(_tier(e, default_first_byte) for e in spec.models if e.name not in order)
+    cascade = tuple(_tier(by_name[name]) for name in order)
+    standalone = tuple(_tier(e) for e in spec.models if e.name not in order)
     breaker = routing.breaker
     return Fleet(
         source=source,
@@ -173,7 +176,7 @@ def _fallback(spec: FleetSpec) -> FallbackPolicy:
     return FallbackPolicy(frozenset(codes), latency, error_rate)
 
 
-def _tier(entry: ModelEntry, default_first_byte_s: float | None) -> Tier:
+def _tier(entry: ModelEntry) -> Tier:
     health = None
     check = entry.health_check
     if check is not None and entry.base_url is not None and entry.provider != "bedrock":
@@ -196,12 +199,11 @@ def _tier(entry: ModelEntry, default_first_byte_s: float | None) -> Tier:
         health=health,
         timeouts=Timeouts(
             connect_s=entry.timeouts.connect_ms / 1000,
-            first_byte_s=(
-                entry.timeouts.first_byte_ms / 1000
-                if entry.timeouts.first_byte_ms
-                else default_first_byte_s or entry.timeouts.total_ms / 1000
-            ),
+            # Not the routing's latencyMs: that one only moves on to another tier (the cascade
+            # applies it per attempt), the last tier waits up to its own limits.
+            first_byte_s=(entry.timeouts.first_byte_ms or entry.timeouts.total_ms) / 1000,
             total_s=entry.timeouts.total_ms / 1000,
+            idle_s=entry.timeouts.idle_ms / 1000,
         ),
         spillover=_spillover(entry),
         api_key=entry.api_key,

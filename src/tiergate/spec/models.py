@@ -63,9 +63,12 @@ class Timeouts(SpecModel):
     """Per-attempt limits on one upstream (tiergate's addition to the seed format)."""
 
     connect_ms: int = Field(default=5_000, gt=0)
-    # Without it, the routing's latencyMs limit applies, else 60 s.
+    # Without it, the response's first byte may take up to totalMs (the cascade's latencyMs
+    # still moves on sooner while another tier is left to try).
     first_byte_ms: int | None = Field(default=None, gt=0)
     total_ms: int = Field(default=600_000, gt=0)
+    # Longest silence between two chunks of a response body (a stalled stream ends then).
+    idle_ms: int = Field(default=30_000, gt=0)
 
 
 class Spillover(SpecModel):
