@@ -3,18 +3,22 @@
 - ``upstreams`` starts ``FakeUpstream`` servers: ``a, b = await upstreams("a", "b")``.
 - ``gateway`` starts the gateway in-process on a free port from a fleet spec's YAML text:
   ``gw = await gateway(fleet_yaml([tier("a", a)]))``; see :class:`tests.gateway.helpers.Gateway`.
+- ``log_secrets`` captures every log record of the test, at every level, and fails the test
+  if one holds a secret: the fleet's master key and upstream keys and the client ``API_KEY`` of
+  every gateway started, and whatever the test adds (``log_secrets.add(key)``).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import aiohttp
 import openai
 import pytest
 from aiohttp import web
 
-from tests.gateway.helpers import API_KEY, Gateway, build_fleet
+from tests.gateway.helpers import API_KEY, Gateway, LogSecrets, build_fleet
 from tests.gateway.upstream import FakeUpstream
 
 
@@ -33,16 +37,35 @@ async def upstreams() -> AsyncIterator[Callable[..., Awaitable[list[FakeUpstream
 
 
 @pytest.fixture
-async def gateway() -> AsyncIterator[Callable[[str], Awaitable[Gateway]]]:
+def log_secrets() -> Iterator[LogSecrets]:
+    guard = LogSecrets()
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(guard)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield guard
+    finally:
+        root.removeHandler(guard)
+        root.setLevel(level)
+    guard.check()
+
+
+@pytest.fixture
+async def gateway(log_secrets: LogSecrets) -> AsyncIterator[Callable[[str], Awaitable[Gateway]]]:
     from tiergate.gateway.app import create_app  # noqa: PLC0415 - may not exist when collected
+    from tiergate.gateway.protocol import GatewayRunner  # noqa: PLC0415 - as above
 
     runners: list[web.AppRunner] = []
     closers: list[Callable[[], Awaitable[None]]] = []
 
     async def start(text: str) -> Gateway:
         fleet = build_fleet(text)
+        log_secrets.add(API_KEY, *(t.api_key for t in fleet.tiers if t.api_key))
+        if fleet.governance is not None and fleet.governance.master_key:
+            log_secrets.add(fleet.governance.master_key)
         app = create_app(fleet)
-        runner = web.AppRunner(app)
+        runner = GatewayRunner(app)
         await runner.setup()
         runners.append(runner)
         site = web.TCPSite(runner, "127.0.0.1", 0)
