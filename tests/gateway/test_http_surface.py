@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import signal
+import sys
 import zlib
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import openai
 import orjson
 import pytest
@@ -21,7 +24,9 @@ from tests.gateway.helpers import (
     LogSecrets,
     StartGateway,
     StartUpstreams,
+    eventually,
     fleet_yaml,
+    free_port,
     raw_http,
     tier,
 )
@@ -308,3 +313,61 @@ async def test_the_official_client_retrieves_and_lists_models(
         await gw.client.models.retrieve("nope")
     assert caught.value.code == "model_not_found"
     assert API_KEY  # the client presents the suite's key; it must stay out of the log
+
+
+async def test_the_log_of_tiergate_serve_at_debug_holds_no_key(
+    upstreams: StartUpstreams, tmp_path: Path
+) -> None:
+    """The real process (its logging set up by the CLI, ``--log-level debug``), sent keys on
+    every path a client can take, malformed ones included."""
+    (a,) = await upstreams("a")
+    upstream_key = "sk-upstream-provider-key-0123456789"
+    text = governed(a, tmp_path / "ledger.db").replace(
+        "provider: openai-compatible", f"provider: openai-compatible\n  apiKey: {upstream_key}"
+    )
+    spec = tmp_path / "fleet.yaml"
+    spec.write_text(text)
+    log = tmp_path / "serve.log"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with log.open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tiergate", "serve", "-c", str(spec), "--host", "127.0.0.1",
+            "--port", str(port), "--log-level", "debug", stdout=out, stderr=out,
+        )  # fmt: skip
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+
+            async def up() -> bool:
+                assert proc.returncode is None, log.read_text()
+                try:
+                    async with http.get(url + "/health") as response:
+                        return response.status == 200
+                except aiohttp.ClientConnectionError:
+                    return False
+
+            await eventually(up, timeout_s=20.0, interval_s=0.05, what="tiergate serve up")
+            master = {"Authorization": f"Bearer {MASTER}"}
+            async with http.post(url + "/admin/keys", json={}, headers=master) as response:
+                assert response.status == 201
+                created = (await response.json())["key"]
+            async with http.post(
+                url + CHAT, data=BODY, headers={"Authorization": f"Bearer {created}"}
+            ) as response:
+                assert response.status == 200
+        for headers in (
+            {"Authorization": f"Bearer {created}\r"},
+            {"x-api-key": created + "\x00"},
+            {"Authorization": f"Bearer {MASTER}\r"},
+            {"Authorization": f"Bearer {created}\xff"},
+        ):
+            reply = await raw_http(url, request_bytes(CHAT, BODY, headers=headers))
+            assert reply.status in {400, 401}, reply
+            reply.error()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 20)
+    text = log.read_text(errors="replace")
+    assert "malformed request" in text, text
+    for secret in (MASTER, created, upstream_key):
+        assert secret not in text, f"{secret} in the log of tiergate serve"
