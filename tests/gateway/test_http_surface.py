@@ -299,6 +299,26 @@ async def test_unknown_routes_and_methods_answer_in_openai_error_json(
             assert error["code"] == "unknown_url"
 
 
+@pytest.mark.parametrize(
+    "request_head",
+    [
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 9000,
+        b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: abc",
+        b"\x16\x03\x01 not-http",
+    ],
+    ids=["header-too-long", "bad-content-length", "not-http"],
+)
+async def test_malformed_http_is_a_400_in_openai_error_json(
+    gateway: StartGateway, upstreams: StartUpstreams, request_head: bytes
+) -> None:
+    (a,) = await upstreams("a")
+    gw = await gateway(fleet_yaml([tier("a", a)]))
+    reply = await raw_http(gw.url, request_head + b"\r\n\r\n")
+    assert reply.status == 400, reply
+    assert reply.error()["code"] == "invalid_http"
+    assert await gw.get("/health") == (200, '{"status":"ok"}')
+
+
 async def test_the_official_client_retrieves_and_lists_models(
     gateway: StartGateway, upstreams: StartUpstreams
 ) -> None:
