@@ -128,9 +128,9 @@ async def test_a_request_without_a_key_is_refused_before_its_body_is_read(
 ) -> None:
     (a,) = await upstreams("a")
     gw = await gateway(governed(a, tmp_path / "ledger.db"))
-    # Headers announcing 100 MB of body, and not one byte of it sent.
+    # Headers announcing 1 MB of body (within the limit), and not one byte of it sent.
     head = request_bytes(CHAT)[: -len(b"\r\n\r\n")].replace(
-        b"Content-Length: 0", b"Content-Length: 100000000"
+        b"Content-Length: 0", b"Content-Length: 1000000"
     )
     reply = await raw_http(gw.url, head + b"\r\n\r\n", wait_s=5)
     assert reply.status == 401, reply
