@@ -3,18 +3,24 @@
 - ``upstreams`` starts ``FakeUpstream`` servers: ``a, b = await upstreams("a", "b")``.
 - ``gateway`` starts the gateway in-process on a free port from a fleet spec's YAML text:
   ``gw = await gateway(fleet_yaml([tier("a", a)]))``; see :class:`tests.gateway.helpers.Gateway`.
+- ``log_secrets`` captures every log record of the test, at every level, and fails the test
+  if one holds a secret: the fleet's master key and upstream keys, the client ``API_KEY`` and
+  the AWS secrets in the environment of every gateway started, and whatever the test adds
+  (``log_secrets.add(key)``).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import aiohttp
 import openai
 import pytest
 from aiohttp import web
 
-from tests.gateway.helpers import API_KEY, Gateway, build_fleet
+from tests.gateway.helpers import API_KEY, Gateway, LogSecrets, build_fleet
 from tests.gateway.upstream import FakeUpstream
 
 
@@ -32,17 +38,46 @@ async def upstreams() -> AsyncIterator[Callable[..., Awaitable[list[FakeUpstream
         await up.close()
 
 
+_AWS_SECRETS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+
+
 @pytest.fixture
-async def gateway() -> AsyncIterator[Callable[[str], Awaitable[Gateway]]]:
+def log_secrets() -> Iterator[LogSecrets]:
+    guard = LogSecrets()
+    root = logging.getLogger()
+    # botocore's debug log prints canonical requests, session token included: tiergate's
+    # logging (tiergate.cli.logs.setup) holds it at INFO, and so does this fixture.
+    botocore = logging.getLogger("botocore")
+    levels = root.level, botocore.level
+    root.addHandler(guard)
+    root.setLevel(logging.DEBUG)
+    botocore.setLevel(logging.INFO)
+    try:
+        yield guard
+    finally:
+        root.removeHandler(guard)
+        root.setLevel(levels[0])
+        botocore.setLevel(levels[1])
+    guard.check()
+
+
+@pytest.fixture
+async def gateway(log_secrets: LogSecrets) -> AsyncIterator[Callable[[str], Awaitable[Gateway]]]:
     from tiergate.gateway.app import create_app  # noqa: PLC0415 - may not exist when collected
+    from tiergate.gateway.protocol import GatewayRunner  # noqa: PLC0415 - as above
 
     runners: list[web.AppRunner] = []
     closers: list[Callable[[], Awaitable[None]]] = []
 
     async def start(text: str) -> Gateway:
         fleet = build_fleet(text)
+        log_secrets.add(API_KEY, *(t.api_key for t in fleet.tiers if t.api_key))
+        if fleet.governance is not None and fleet.governance.master_key:
+            log_secrets.add(fleet.governance.master_key)
+        # The AWS credentials a Bedrock tier signs with, when the test set them.
+        log_secrets.add(*(os.environ.get(name, "") for name in _AWS_SECRETS))
         app = create_app(fleet)
-        runner = web.AppRunner(app)
+        runner = GatewayRunner(app)
         await runner.setup()
         runners.append(runner)
         site = web.TCPSite(runner, "127.0.0.1", 0)

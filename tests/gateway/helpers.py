@@ -7,10 +7,15 @@
 - ``eventually(check)`` polls a condition a bounded number of times.
 - ``metric(text, name, **labels)`` reads a sample (summed over matching label sets) from
   Prometheus text.
+- ``LogSecrets``: log records kept to be searched for secrets (the ``log_secrets`` fixture).
+- ``raw_http(url, data)`` sends bytes as they are and reads what comes back until the server
+  closes the connection (or a bounded wait ends).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -18,6 +23,7 @@ from typing import Any
 
 import aiohttp
 import openai
+import orjson
 import yaml
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
@@ -75,6 +81,94 @@ def fleet_yaml(
 
 def build_fleet(text: str) -> Fleet:
     return parse_fleet(text, "test.yaml", env={})
+
+
+class LogSecrets(logging.Handler):
+    """Every log record, formatted with its traceback, searched for secrets at the end."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+        self._secrets: set[str] = set()
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
+
+    def add(self, *secrets: str) -> None:
+        self._secrets.update(s for s in secrets if s)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+    def leaks(self, text: str) -> list[str]:
+        """The secrets found in ``text``."""
+        return [s for s in self._secrets if s in text]
+
+    def check(self) -> None:
+        found = [(line, self.leaks(line)) for line in self.lines if self.leaks(line)]
+        assert not found, f"secrets in the log: {found}"
+
+
+@dataclass(frozen=True)
+class RawReply:
+    status: int | None  # None when the server closed without answering
+    headers: dict[str, str]  # lower-cased names
+    body: bytes
+    closed: bool  # the server closed the connection before a whole response came
+
+    def error(self) -> dict[str, Any]:
+        """The OpenAI ``error`` object of the body (fails unless the body is one)."""
+        assert self.headers.get("content-type", "").startswith("application/json"), self
+        payload = orjson.loads(self.body)
+        assert set(payload["error"]) >= {"message", "type", "param", "code"}, payload
+        return dict(payload["error"])
+
+
+async def raw_http(url: str, data: bytes, *, wait_s: float = 10) -> RawReply:
+    """Send ``data`` to the server at ``url`` (its origin); read until a whole response came
+    (headers and ``Content-Length`` bytes), the server closes, or ``wait_s`` passes."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    received = b""
+    closed = False
+    try:
+        writer.write(data)
+        await writer.drain()
+        async with asyncio.timeout(wait_s):
+            while not _complete(received):
+                chunk = await reader.read(65536)
+                if not chunk:
+                    closed = True
+                    break
+                received += chunk
+    except (TimeoutError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+    return _parse_reply(received, closed)
+
+
+def _complete(received: bytes) -> bool:
+    head, found, body = received.partition(b"\r\n\r\n")
+    if not found:
+        return False
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return len(body) >= int(value)
+    return False
+
+
+def _parse_reply(received: bytes, closed: bool) -> RawReply:
+    head, _, body = received.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    if not lines[0].startswith("HTTP/"):
+        return RawReply(None, {}, b"", closed)
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = headers.get("content-length")
+    return RawReply(status, headers, body[: int(length)] if length else body, closed)
 
 
 def free_port() -> int:

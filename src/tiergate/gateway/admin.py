@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tiergate.gateway.body import read_body
 from tiergate.gateway.governance import GovernanceGate
 from tiergate.gateway.openai_errors import OpenAIError
 from tiergate.gateway.state import STATE
@@ -47,7 +48,10 @@ def _gate(request: web.Request) -> GovernanceGate:
             code="admin_disabled",
         )
     presented = presented_key(request.headers)
-    if presented is None or not hmac.compare_digest(presented.encode(), master.encode()):
+    # surrogateescape: header bytes that are not UTF-8 reach us escaped; compared as sent.
+    if presented is None or not hmac.compare_digest(
+        presented.encode("utf-8", "surrogateescape"), master.encode("utf-8", "surrogateescape")
+    ):
         raise OpenAIError(
             401,
             "The admin API needs the master key: 'Authorization: Bearer <masterKey>'.",
@@ -77,7 +81,9 @@ async def _list_keys(request: web.Request) -> web.Response:
 async def _create_key(request: web.Request) -> web.Response:
     try:
         gate = _gate(request)
-        template = _key_template(await request.read())
+        settings = request.app[STATE].router.fleet.gateway
+        raw = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
+        template = _key_template(raw)
         _check_models(template.models, request.app[STATE].router.entries)
     except OpenAIError as exc:
         return _error(exc)

@@ -9,6 +9,8 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from tiergate.gateway.middleware import openai_error_shape
+from tiergate.gateway.protocol import server_options
 from tiergate.gateway.router import Router
 from tiergate.gateway.routes import add_routes
 from tiergate.gateway.state import STATE, GatewayState
@@ -26,7 +28,11 @@ def create_app(
 ) -> web.Application:
     """An aiohttp application serving ``fleet``; health checks start with the app."""
     # The body limit is enforced per request from the fleet (it can change on reload).
-    app = web.Application(client_max_size=1 << 40)
+    app = web.Application(
+        client_max_size=1 << 40,
+        middlewares=[openai_error_shape],
+        handler_args=server_options(fleet.gateway),
+    )
     gateway_metrics = metrics or GatewayMetrics()
     app[STATE] = GatewayState(Router(fleet, gateway_metrics, clock), gateway_metrics)
     add_routes(app)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from tiergate.gateway.admin import add_admin_routes
+from tiergate.gateway.body import read_body
 from tiergate.gateway.dispatch import AttemptDone, AttemptObserver, Served, run_cascade
 from tiergate.gateway.governance import (
     ANONYMOUS,
@@ -98,9 +100,10 @@ async def _serve(
     state = request.app[STATE]
     gate = router.governance
     start = router.clock()
-    raw = await _read_body(request, router.fleet.gateway.max_body_bytes)
-    if gate is not None:
+    if gate is not None:  # before any byte of the body is read: no work for strangers
         outcome.identity = await gate.authenticate(request.headers)
+    settings = router.fleet.gateway
+    raw = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
     client = parse_request(endpoint, raw)
     tiers = router.entries.get(client.model)
     if tiers is None:
@@ -295,42 +298,33 @@ async def _stream(
         _count_tokens(state, model, served.tier, outcome.usage)
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes:
-    too_large = OpenAIError(
-        413,
-        f"The request body exceeds the gateway's limit of {limit} bytes.",
-        code="request_too_large",
-    )
-    length = request.content_length
-    if length is not None:
-        if length > limit:
-            raise too_large
-        return await request.read()
-    parts: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_any():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        parts.append(chunk)
-    return b"".join(parts)
-
-
 def _count_tokens(state: GatewayState, model: str, tier: str, usage: Usage | None) -> None:
     if usage is not None:
         state.metrics.tokens_used(model, tier, usage)
 
 
+def _model(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "tiergate"}
+
+
 async def list_models(request: web.Request) -> web.Response:
     """``GET /v1/models``: every name a client may request."""
     router = request.app[STATE].router
-    data = [
-        {"id": name, "object": "model", "created": 0, "owned_by": "tiergate"}
-        for name in router.entries
-    ]
+    data = [_model(name) for name in router.entries]
     return web.Response(
         body=orjson.dumps({"object": "list", "data": data}), content_type="application/json"
     )
+
+
+async def retrieve_model(request: web.Request) -> web.Response:
+    """``GET /v1/models/{model}``: one of those names (the SDKs' ``models.retrieve``)."""
+    name = request.match_info["model"]
+    if name not in request.app[STATE].router.entries:
+        error = OpenAIError(
+            404, f"The model '{name}' does not exist.", param="model", code="model_not_found"
+        )
+        return web.Response(body=error.body(), status=404, content_type="application/json")
+    return web.Response(body=orjson.dumps(_model(name)), content_type="application/json")
 
 
 async def health(request: web.Request) -> web.Response:
@@ -363,6 +357,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/completions", proxy(Endpoint.COMPLETIONS))
     app.router.add_post("/v1/embeddings", proxy(Endpoint.EMBEDDINGS))
     app.router.add_get("/v1/models", list_models)
+    # {model:.+}: model names may hold a slash (``org/model``).
+    app.router.add_get("/v1/models/{model:.+}", retrieve_model)
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
     app.router.add_get("/metrics", metrics)

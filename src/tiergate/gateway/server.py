@@ -17,6 +17,7 @@ from aiohttp import web
 from tiergate.errors import SpecError, StoreUnavailableError
 from tiergate.gateway.app import create_app, reload
 from tiergate.gateway.governance import per_process_limits
+from tiergate.gateway.protocol import GatewayRunner
 from tiergate.spec import Fleet, load_fleet
 from tiergate.telemetry.metrics import MULTIPROCESS_ENV
 
@@ -29,7 +30,8 @@ async def start_site(
     """Start serving ``app``; the runner's cleanup stops accepting and drains for ``drain_s``."""
     # handler_cancellation: a client that goes away cancels its handler, and with it the
     # upstream request, at once rather than at the next write.
-    runner = web.AppRunner(
+    # GatewayRunner: requests aiohttp refuses itself get OpenAI's error JSON, not text.
+    runner = GatewayRunner(
         app, handler_cancellation=True, access_log=None, shutdown_timeout=drain_s
     )
     await runner.setup()

@@ -28,7 +28,8 @@ MAX_PER_MINUTE = 10**12
 
 
 def key_hash(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
+    # surrogateescape: a header's bytes that are not UTF-8 reach us escaped; they hash as sent.
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def new_key(template: KeyRecord) -> tuple[str, KeyRecord]:

@@ -1,7 +1,8 @@
 """Settings of the HPA baseline: KEDA Prometheus triggers, ``spec.behavior``, bounds.
 
 Mirrors the Kubernetes autoscaling/v2 and KEDA ScaledObject fields with their defaults and
-API limits (KEDA's ScaledObject spec and Kubernetes autoscaling/v2); :mod:`~tiergate.scaling.policy_hpa` computes with them.
+API limits (KEDA's ScaledObject spec and the Kubernetes HPA docs);
+:mod:`~tiergate.scaling.policy_hpa` computes with them.
 """
 
 from __future__ import annotations

@@ -100,6 +100,8 @@ class BreakerSettings:
 class GatewaySettings:
     max_body_bytes: int
     drain_timeout_s: float
+    header_timeout_s: float
+    body_timeout_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +156,8 @@ def resolve(spec: FleetSpec, source: str, warnings: tuple[SpecIssue, ...] = ()) 
         gateway=GatewaySettings(
             max_body_bytes=spec.gateway.max_body_bytes,
             drain_timeout_s=spec.gateway.drain_timeout_ms / 1000,
+            header_timeout_s=spec.gateway.header_timeout_ms / 1000,
+            body_timeout_s=spec.gateway.body_timeout_ms / 1000,
         ),
         warnings=warnings,
         governance=spec.governance,

@@ -178,6 +178,10 @@ class Gateway(SpecModel):
 
     max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     drain_timeout_ms: int = Field(default=30_000, ge=0)
+    # Slow clients: time allowed for a request's headers (from the connection's start or the
+    # previous response; it also ends idle keep-alive connections) and for its whole body.
+    header_timeout_ms: int = Field(default=10_000, gt=0)
+    body_timeout_ms: int = Field(default=30_000, gt=0)
 
 
 class FleetSpec(SpecModel):
