@@ -5,14 +5,16 @@ the ledger goes on recording. ``/ready`` says when the ledger cannot write."""
 from __future__ import annotations
 
 import asyncio
+import signal
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from tests.gateway.helpers import CHAT, HELLO, Gateway, StartGateway, StartUpstreams, tier
+from tests.gateway.helpers import CHAT, HELLO, StartGateway, StartUpstreams, tier
 from tests.gateway.test_governance import create_key, governed, ledger
+from tests.gateway.test_serve_process import StartServe, serve  # noqa: F401 - a fixture
 from tests.polling import eventually
 from tiergate.gateway.state import STATE
 
@@ -34,9 +36,10 @@ REFUSED = [
 ]
 
 
-async def raw_chat(gw: Gateway, headers: list[tuple[bytes, bytes]]) -> tuple[int, Any]:
-    """A chat request whose header bytes go on the wire as they are: (status, JSON body)."""
-    host, port = gw.url.removeprefix("http://").split(":")
+async def raw_chat(url: str, headers: list[tuple[bytes, bytes]]) -> tuple[int, Any]:
+    """A chat request to the gateway at ``url`` whose header bytes go on the wire as they are:
+    (status, JSON body)."""
+    host, port = url.removeprefix("http://").split(":")
     body = orjson.dumps({"model": "a", "messages": HELLO})
     lines = [
         b"POST " + CHAT.encode() + b" HTTP/1.1",
@@ -68,12 +71,12 @@ async def test_a_bad_header_value_is_refused_naming_it_and_the_ledger_keeps_reco
         key, _ = await create_key(gw, team="ml")
         auth = [(b"Authorization", b"Bearer " + key.encode())]
     for name, value in REFUSED:
-        status, body = await raw_chat(gw, [*auth, (name, value)])
+        status, body = await raw_chat(gw.url, [*auth, (name, value)])
         assert status == 400, (name, value)
         assert body["error"]["code"] == "invalid_header"
         assert body["error"]["param"] == name.decode()
     good = [(b"x-request-id", b"good-1"), (b"x-tiergate-stage", b"plan")]
-    status, _ = await raw_chat(gw, [*auth, *good, (b"traceparent", TRACEPARENT)])
+    status, _ = await raw_chat(gw.url, [*auth, *good, (b"traceparent", TRACEPARENT)])
     assert status == 200
     records = await ledger(store, len(REFUSED) + 1)
     served = [r for r in records if r.status == 200]
@@ -144,3 +147,23 @@ async def test_ready_reports_a_ledger_that_cannot_write(
     status, text = await gw.get("/ready")
     assert status == 200
     assert orjson.loads(text)["ledger"] == {"available": True}
+
+
+async def test_sigterm_writes_every_queued_record_after_a_bad_header(
+    upstreams: StartUpstreams,
+    serve: StartServe,
+    tmp_path: Path,  # noqa: F811 - the fixture
+) -> None:
+    (a,) = await upstreams("a")
+    store = tmp_path / "ledger.db"
+    # Group commits 10 s apart: every record is still queued when SIGTERM comes.
+    ledger_section = {"store": f"sqlite:///{store}", "flushMs": 10_000}
+    server = await serve(governed([tier("a", a)], store, ledger=ledger_section))
+    assert (await raw_chat(server.url, [(b"x-request-id", b"first")]))[0] == 200
+    await raw_chat(server.url, [(b"x-request-id", b"ab\xffcd")])  # refused: 400
+    assert (await raw_chat(server.url, [(b"x-request-id", b"last")]))[0] == 200
+    server.signal(signal.SIGTERM)
+    assert await asyncio.wait_for(server.proc.wait(), 10) == 0
+    records = sorted(await ledger(store, 3), key=lambda r: r.at)
+    assert [(r.request_id, r.status) for r in records][::2] == [("first", 200), ("last", 200)]
+    assert (records[1].status, records[1].error) == (400, "invalid_header")
