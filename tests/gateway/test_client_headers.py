@@ -89,6 +89,19 @@ async def test_a_bad_header_value_is_refused_naming_it_and_the_ledger_keeps_reco
     assert orjson.loads(text)["ledger"]["available"] is True
 
 
+async def test_the_stage_header_the_fleet_names_is_the_one_checked(
+    gateway: StartGateway, upstreams: StartUpstreams, tmp_path: Path
+) -> None:
+    (a,) = await upstreams("a")
+    store = tmp_path / "ledger.db"
+    gw = await gateway(governed([tier("a", a)], store, stageHeader="x-workflow-step"))
+    status, body = await raw_chat(gw.url, [(b"x-workflow-step", b"plan\xff")])
+    assert (status, body["error"]["param"]) == (400, "x-workflow-step")
+    assert (await raw_chat(gw.url, [(b"x-workflow-step", b"plan")]))[0] == 200
+    records = sorted(await ledger(store, 2), key=lambda r: r.at)
+    assert [(r.status, r.stage) for r in records] == [(400, None), (200, "plan")]
+
+
 async def test_values_at_their_bounds_are_kept_whole(
     gateway: StartGateway, upstreams: StartUpstreams, tmp_path: Path
 ) -> None:
@@ -151,8 +164,8 @@ async def test_ready_reports_a_ledger_that_cannot_write(
 
 async def test_sigterm_writes_every_queued_record_after_a_bad_header(
     upstreams: StartUpstreams,
-    serve: StartServe,
-    tmp_path: Path,  # noqa: F811 - the fixture
+    serve: StartServe,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
 ) -> None:
     (a,) = await upstreams("a")
     store = tmp_path / "ledger.db"

@@ -11,7 +11,6 @@ recorded or traced with that value.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -28,8 +27,6 @@ REQUEST_ID_MAX_CHARS = 128
 STAGE_MAX_CHARS = 64
 TRACEPARENT_MAX_CHARS = 256
 TRACESTATE_MAX_CHARS = 4096
-
-_PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +64,7 @@ def checked(headers: Mapping[str, str], name: str, max_chars: int) -> str | None
         return None
     if len(value) > max_chars:
         raise _invalid(name, f"is {len(value)} characters long; at most {max_chars} are allowed")
-    if _PRINTABLE_ASCII.fullmatch(value) is None:
+    if not (value.isascii() and value.isprintable()):  # for ASCII: exactly 0x20-0x7e
         raise _invalid(name, "may contain only printable ASCII characters (0x20-0x7e)")
     return value
 
