@@ -133,6 +133,11 @@ class GovernanceGate:
                 "created (tiergate keys create); set governance.keys: required to refuse that"
             )
 
+    @property
+    def fails_closed(self) -> bool:
+        """Whether requests are refused while the ledger is unavailable (``onStoreDown``)."""
+        return self._settings.ledger.on_store_down == "closed"
+
     def show_ledger(self) -> None:
         """Put the store's state in the metrics."""
         stats = getattr(self.store, "stats", None)

@@ -22,6 +22,7 @@ from tiergate.gateway.governance import (
     explain_skips,
     record_of,
 )
+from tiergate.gateway.headers import NO_HEADERS, ClientHeaders, client_headers
 from tiergate.gateway.inbound import ClientRequest, parse_request
 from tiergate.gateway.openai_errors import OpenAIError
 from tiergate.gateway.relay import StreamResult, relay_stream
@@ -39,13 +40,21 @@ def proxy(endpoint: Endpoint) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         state = request.app[STATE]
         router = state.router  # kept for the whole request, even if a reload swaps it
-        request_id = request.headers.get("x-request-id") or state.request_ids.next()
+        # First of all: no header value reaches the ledger, a span or the response unchecked.
+        invalid: OpenAIError | None = None
+        try:
+            sent = client_headers(request.headers, router.stage_header)
+        except OpenAIError as exc:
+            sent, invalid = NO_HEADERS, exc  # refused below, recorded with a fresh id
+        request_id = sent.request_id or state.request_ids.next()
         headers = {"x-request-id": request_id, "x-tiergate-attempts": "0"}
         start = router.clock()
-        outcome = _Outcome(started=time.time())
+        outcome = _Outcome(started=time.time(), sent=sent)
         router.enter()
         state.metrics.in_flight.inc()
         try:
+            if invalid is not None:
+                raise invalid
             return await _serve(
                 request, endpoint, router, request_id, headers=headers, outcome=outcome
             )
@@ -71,7 +80,7 @@ def proxy(endpoint: Endpoint) -> Handler:
             served = outcome.tier if outcome.tier != "none" else None
             cost = router.cost(served, outcome.usage)
             if router.governance is not None:
-                stage = _stage(request, router)
+                stage = sent.stage
                 _record(
                     router.governance, outcome, request_id, stage=stage, served=served, cost=cost
                 )
@@ -167,6 +176,7 @@ class _Outcome:
     latency_s: float = 0.0
     error: str | None = None
     span: RequestSpan | None = None
+    sent: ClientHeaders = NO_HEADERS
 
 
 def _start_span(
@@ -183,27 +193,18 @@ def _start_span(
     return router.tracing.start_request(
         request_id=request_id,
         model=client.model,
-        stage=_stage(request, router),
+        stage=outcome.sent.stage,
         key_id=identity.key_id,
         team=identity.team,
         project=identity.project,
-        traceparent=request.headers.get("traceparent"),
-        tracestate=request.headers.get("tracestate"),
+        traceparent=outcome.sent.traceparent,
+        tracestate=outcome.sent.tracestate,
         stream=client.stream,
         max_tokens=limit if isinstance(limit, int) else None,
         temperature=float(temperature) if isinstance(temperature, int | float) else None,
         start_time_ns=int(outcome.started * 1e9),
         operation=_OPERATIONS[client.endpoint],
     )
-
-
-# A workflow stage is a short label (``plan``, ``retrieve``): longer values are cut.
-STAGE_MAX_CHARS = 64
-
-
-def _stage(request: web.Request, router: Router) -> str | None:
-    stage = request.headers.get(router.stage_header)
-    return stage[:STAGE_MAX_CHARS] if stage else None
 
 
 _OPERATIONS = {
@@ -333,10 +334,23 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
-    """``GET /ready``: 200 while at least one tier can be attempted, else 503."""
-    usable = request.app[STATE].router.usable()
+    """``GET /ready``: 200 while at least one tier can be attempted and, with
+    ``onStoreDown: closed``, the ledger can write; else 503. With governance, ``ledger`` says
+    whether the ledger writes (``available``) and why not (``reason``)."""
+    router = request.app[STATE].router
+    usable = router.usable()
     ok = any(usable.values())
-    body = {"status": "ready" if ok else "unavailable", "tiers": usable}
+    body: dict[str, Any] = {"tiers": usable}
+    gate = router.governance
+    if gate is not None:
+        problem = gate.store.problem
+        ledger: dict[str, Any] = {"available": problem is None}
+        if problem is not None:
+            ledger["reason"] = problem
+            # Such a gateway refuses every request (503 ledger_unavailable): not ready.
+            ok = ok and not gate.fails_closed
+        body["ledger"] = ledger
+    body = {"status": "ready" if ok else "unavailable", **body}
     return web.Response(
         body=orjson.dumps(body), status=200 if ok else 503, content_type="application/json"
     )

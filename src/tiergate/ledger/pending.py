@@ -2,7 +2,11 @@
 the next group commit, and the health of writes and reads (one log line per outage).
 
 The writer ``peek``s a batch, writes it in one transaction and only then ``remove``s it, so a
-failed write leaves every record queued, in order, for the next try.
+failed write leaves every record queued, in order, for the next try. A record that the store
+refuses by itself (a value it cannot encode, such as a lone surrogate or an integer past 64
+bits) is left out of the transaction and counted as dropped when the others are committed:
+one bad record never holds up or stops the writing of the others. One log line per kind of
+refusal, however many records it drops.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import itertools
 import logging
 import threading
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tiergate.ledger.records import RequestRecord
@@ -44,8 +49,10 @@ class PendingRecords:
         self._records: deque[RequestRecord] = deque()
         self._closed = False
         self._dropping = 0  # dropped since dropping last started; 0 while not dropping
+        self._refusals_logged: set[type[BaseException]] = set()
         self.accepted = 0
         self.written = 0
+        self.settled = 0  # records that left the queue: written, or refused by the store
         self.dropped = 0
         self.commits = 0
 
@@ -73,14 +80,28 @@ class PendingRecords:
         with self._lock:
             return list(itertools.islice(self._records, count))
 
-    def remove(self, count: int) -> None:
-        """The ``count`` oldest records were committed (as one transaction)."""
+    def remove(self, count: int, refused: Sequence[BaseException] = ()) -> None:
+        """The ``count`` oldest records left the queue in one transaction: committed, except
+        for those the store refused, one error each in ``refused`` (they are dropped)."""
         with self._lock:
             for _ in range(count):
                 self._records.popleft()
-            self.written += count
+            self.written += count - len(refused)
+            self.settled += count
+            self.dropped += len(refused)
             self.commits += 1
             dropped, self._dropping = self._dropping, 0
+            first = [e for e in refused if type(e) not in self._refusals_logged]
+            self._refusals_logged.update(type(e) for e in first)
+        for error in {type(e): e for e in first}.values():
+            log.error(
+                "ledger %s: dropping records the store cannot hold (%s: %s); the others are "
+                "written, and later records refused for this reason are dropped without a "
+                "log line (tiergate_ledger_dropped_records_total counts them)",
+                self._store,
+                type(error).__name__,
+                error,
+            )
         if dropped and not self._closed:
             log.warning("ledger %s: queue has room again; %d records dropped", self._store, dropped)
 
@@ -103,11 +124,15 @@ class Health:
         self._store = store
         self._what = what
         self.ok = True
+        self.problem: str | None = None  # while failing: what fails, and the error's type
         self._failures = 0
 
-    def failed(self, error: BaseException) -> None:
+    def failed(self, error: BaseException, *, trace: bool = False) -> None:
+        """One attempt failed; ``trace``: log the traceback too (an error that is a bug)."""
         self._failures += 1
         if self.ok:
+            # Only the error's type: ``problem`` is shown unauthenticated (``/ready``).
+            self.problem = f"{self._what} failing ({type(error).__name__})"
             self.ok = False
             log.error(
                 "ledger %s: %s failing: %s: %s",
@@ -115,6 +140,7 @@ class Health:
                 self._what,
                 type(error).__name__,
                 error,
+                exc_info=error if trace else None,
             )
 
     def succeeded(self) -> None:
@@ -127,4 +153,5 @@ class Health:
                 self._failures,
             )
             self._failures = 0
+            self.problem = None
             self.ok = True

@@ -8,7 +8,11 @@ Times are stored as ``double precision`` Unix seconds, as in the records.
 
 When PostgreSQL cannot be reached or refuses a write, the store logs one line, ``available``
 turns False, the records stay queued (up to ``queue_limit``; newer ones are then dropped and
-counted) and the next group commit tries again on a fresh connection. A process crash loses the
+counted) and the next group commit tries again on a fresh connection; an unexpected error (a
+bug) is handled the same way, so the group-commit task runs until ``close``. A record that
+cannot be stored by itself (a value asyncpg cannot encode, such as a lone surrogate or an
+integer past 64 bits, or one PostgreSQL rejects as data) is dropped, logged once per kind of
+error, and the others are written. A process crash loses the
 records queued since the last group commit (at most ``flush_s`` of them); committed ones are
 PostgreSQL's to keep. When a commit's acknowledgement is lost with the connection, the batch is
 written again: a record can then appear twice, never zero times.
@@ -181,8 +185,14 @@ class PostgresStore:
 
     @property
     def available(self) -> bool:
-        writer_gone = self._writer is not None and self._writer.done() and not self._stopping
-        return self._writes.ok and self._reads.ok and not writer_gone
+        return self.problem is None
+
+    @property
+    def problem(self) -> str | None:
+        """Why the store is not available (None while it is)."""
+        if self._writer is not None and self._writer.done() and not self._stopping:
+            return "the group-commit task stopped"
+        return self._writes.problem or self._reads.problem
 
     @property
     def stats(self) -> WriteStats:
@@ -268,22 +278,58 @@ class PostgresStore:
         """Commit every record queued when called, one COPY per BATCH_ROWS; False on failure."""
         async with self._write_lock:
             target = self._pending.accepted
-            while self._pending.written < target:
+            while self._pending.settled < target:
                 batch = self._pending.peek(BATCH_ROWS)
                 try:
-                    async with self._pool.acquire(timeout=self._timeout_s) as connection:
-                        await connection.copy_records_to_table(
-                            "requests",
-                            records=[request_row(record) for record in batch],
-                            columns=REQUEST_COLUMNS,
-                            timeout=self._timeout_s,
-                        )
-                except DOWN as exc:
-                    self._writes.failed(exc)
+                    refused = await self._copy(batch)
+                except Exception as exc:  # noqa: BLE001 - any failure: keep queued, try again
+                    # The records stay queued and the task keeps running: one that stopped
+                    # would lose every record after them.
+                    self._writes.failed(exc, trace=not isinstance(exc, DOWN))
                     return False
                 self._writes.succeeded()
-                self._pending.remove(len(batch))
+                self._pending.remove(len(batch), refused)
             return True
+
+    async def _copy(self, batch: list[RequestRecord]) -> list[Exception]:
+        """COPY ``batch`` in one transaction; when PostgreSQL or asyncpg refuses a record of
+        it, each record in a transaction of its own, leaving out (and returning the errors of)
+        those refused."""
+        try:
+            await self._copy_rows(batch)
+        except Exception as exc:
+            if not _refused(exc):
+                raise
+        else:
+            return []
+        refused = []
+        for record in batch:  # rare, so a COPY per record is affordable
+            try:
+                await self._copy_rows([record])
+            except Exception as exc:
+                if not _refused(exc):
+                    raise
+                refused.append(exc)
+        return refused
+
+    async def _copy_rows(self, records: list[RequestRecord]) -> None:
+        async with self._pool.acquire(timeout=self._timeout_s) as connection:
+            await connection.copy_records_to_table(
+                "requests",
+                records=[request_row(record) for record in records],
+                columns=REQUEST_COLUMNS,
+                timeout=self._timeout_s,
+            )
+
+
+def _refused(error: Exception) -> bool:
+    """Whether ``error`` is about the records written rather than the server: asyncpg could
+    not encode a value (its ``DataError``, or an error of the conversion itself such as
+    UnicodeEncodeError or OverflowError), or PostgreSQL rejected one as data (SQLSTATE class
+    22, a NUL character say) or against a constraint (class 23)."""
+    if isinstance(error, asyncpg.PostgresError):
+        return isinstance(error, asyncpg.DataError | asyncpg.IntegrityConstraintViolationError)
+    return isinstance(error, asyncpg.exceptions._base.DataError) or not isinstance(error, DOWN)
 
 
 async def _close_pool(pool: Any, timeout_s: float) -> None:

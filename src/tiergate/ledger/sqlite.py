@@ -14,9 +14,12 @@ the kill measured for 200 ms on a saturated 2-core machine, tests/e2e). Power lo
 crash can also lose the last commits before a WAL checkpoint (NORMAL does not fsync each
 commit); the file itself stays consistent.
 
-When writes fail (disk full, I/O error, database locked past ``busy_timeout_s``) the store logs
-one line, ``available`` turns False, the records stay queued (up to ``queue_limit``, newer ones
-are then dropped and counted) and the writer tries again at the next group commit.
+When writes fail (disk full, I/O error, database locked past ``busy_timeout_s``, or any other
+error, a bug included) the store logs one line, ``available`` turns False, the records stay
+queued (up to ``queue_limit``, newer ones are then dropped and counted) and the writer tries
+again at the next group commit: the writer thread runs until ``close``. A record that SQLite
+refuses by itself (a string that is not UTF-8, an integer past 64 bits, a constraint) is
+dropped, logged once per kind of error, and the others are written.
 """
 
 from __future__ import annotations
@@ -65,6 +68,15 @@ BATCH_ROWS = 5000  # records per transaction at most
 STATEMENT_ROWS = 500
 WAKE_AT = 1000  # queued records that start a group commit before flush_s is up
 NO_SIZE_LIMIT = 4_294_967_294  # SQLite's largest max_page_count
+# The sqlite3 errors that are about a record (a value it cannot bind, a constraint it breaks),
+# not about the database: the record is dropped and the others are written. Binding fails
+# before a statement runs and a constraint undoes only its statement, so the transaction goes on.
+RECORD_ERRORS = (
+    sqlite3.IntegrityError,
+    sqlite3.InterfaceError,
+    sqlite3.ProgrammingError,
+    sqlite3.DataError,
+)
 
 
 class SQLiteStore:
@@ -161,7 +173,7 @@ class SQLiteStore:
         Raises :class:`StoreUnavailableError` when the write fails (the records stay queued).
         """
         target = self._pending.accepted
-        if self._pending.written >= target:
+        if self._pending.settled >= target:
             return
         if self._thread is None or self._stopping or not self._thread.is_alive():
             raise StoreUnavailableError(f"ledger {self.url} is not open")
@@ -173,8 +185,14 @@ class SQLiteStore:
 
     @property
     def available(self) -> bool:
-        writer_gone = self._thread is not None and not self._thread.is_alive() and not self._closed
-        return self._writes.ok and self._reads.ok and not writer_gone
+        return self.problem is None
+
+    @property
+    def problem(self) -> str | None:
+        """Why the store is not available (None while it is)."""
+        if self._thread is not None and not self._thread.is_alive() and not self._closed:
+            return "the writer thread stopped"
+        return self._writes.problem or self._reads.problem
 
     @property
     def stats(self) -> WriteStats:
@@ -295,8 +313,10 @@ class SQLiteStore:
                         self._apply_max_bytes(connection)
                         applied_max_bytes = self.max_bytes
                     self._write_queued(connection, statement_rows)
-                except sqlite3.Error as exc:
-                    self._writes.failed(exc)
+                except Exception as exc:  # noqa: BLE001 - any failure: keep queued, try again
+                    # Whatever failed, the records stay queued and the writer keeps running:
+                    # a writer that stopped would lose every record after them.
+                    self._writes.failed(exc, trace=not isinstance(exc, sqlite3.Error))
                     self._answer_waiters(failed=exc)
                     # A fresh connection for the next try: after an I/O error the old one may
                     # be left in a state SQLite does not recover from by itself.
@@ -307,8 +327,9 @@ class SQLiteStore:
                     self._answer_waiters(failed=None)
                 if stopping and (not len(self._pending) or time.monotonic() >= self._stop_by):
                     return
-        except Exception:
-            # Not a database error: a bug. Say so loudly; ``available`` turns False.
+        except BaseException:
+            # Only the loop's own code is left outside the ``except`` above: a bug. Say so
+            # loudly; ``available`` turns False.
             log.exception("ledger %s: the writer thread stopped", self.url)
             raise
         finally:
@@ -326,28 +347,32 @@ class SQLiteStore:
     def _write_queued(self, connection: sqlite3.Connection, statement_rows: int) -> None:
         """Commit every record queued when called, in transactions of at most BATCH_ROWS."""
         target = self._pending.accepted
-        while self._pending.written < target:
+        while self._pending.settled < target:
             batch = self._pending.peek(BATCH_ROWS)
+            refused: list[Exception] = []
             connection.execute("BEGIN IMMEDIATE")
             try:
                 for start in range(0, len(batch), statement_rows):
                     rows = batch[start : start + statement_rows]
-                    values = [value for record in rows for value in request_row(record)]
-                    connection.execute(
-                        INSERT_REQUESTS + ",".join([ROW_PLACEHOLDERS] * len(rows)), values
-                    )
+                    try:
+                        _insert(connection, rows)
+                    except Exception as exc:
+                        if not _refused(exc):
+                            raise
+                        # One record or more cannot be stored: one by one, to drop only those.
+                        refused.extend(_insert_each(connection, rows))
                 connection.execute("COMMIT")
-            except sqlite3.Error:
+            except BaseException:
                 if connection.in_transaction:
                     connection.execute("ROLLBACK")
                 raise
             # Health first: a flush() that sees the records written also sees writes working.
             self._writes.succeeded()
-            self._pending.remove(len(batch))
+            self._pending.remove(len(batch), refused)
 
     def _answer_waiters(self, failed: BaseException | None) -> None:
         """Resolve the flushes whose records are written; fail them all when a write failed."""
-        written = self._pending.written
+        written = self._pending.settled
         with self._waiters_lock:
             waiting, self._waiters = self._waiters, []
             for target, done in waiting:
@@ -360,6 +385,31 @@ class SQLiteStore:
                     done.set_exception(error)
                 else:
                     self._waiters.append((target, done))
+
+
+def _insert(connection: sqlite3.Connection, records: list[RequestRecord]) -> None:
+    values = [value for record in records for value in request_row(record)]
+    connection.execute(INSERT_REQUESTS + ",".join([ROW_PLACEHOLDERS] * len(records)), values)
+
+
+def _insert_each(connection: sqlite3.Connection, records: list[RequestRecord]) -> list[Exception]:
+    """Insert ``records`` one at a time; the errors of those SQLite refused (left out)."""
+    refused = []
+    for record in records:
+        try:
+            _insert(connection, [record])
+        except Exception as exc:
+            if not _refused(exc):
+                raise
+            refused.append(exc)
+    return refused
+
+
+def _refused(error: Exception) -> bool:
+    """Whether ``error`` is about the records written rather than the database: a sqlite3
+    record error, or one raised in converting a value (UnicodeEncodeError for a lone
+    surrogate, OverflowError for an integer past 64 bits, ...)."""
+    return isinstance(error, RECORD_ERRORS) or not isinstance(error, sqlite3.Error)
 
 
 def rows_per_statement(connection: sqlite3.Connection) -> int:

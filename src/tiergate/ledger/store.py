@@ -45,6 +45,12 @@ class LedgerStore(Protocol):
         """False while the last write or read failed (until one succeeds again)."""
         ...
 
+    @property
+    def problem(self) -> str | None:
+        """While not ``available``, why not, without details that could be secret (what
+        fails and the error's type); None while available."""
+        ...
+
     async def add_key(self, key: KeyRecord) -> None:
         """Store a new key; :class:`KeyConflictError` when its id or hash is taken."""
         ...

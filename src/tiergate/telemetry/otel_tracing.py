@@ -9,6 +9,12 @@ the batch; a full queue drops new spans, also logged).
 
 No context is attached to the ambient (contextvars) context: parents are passed explicitly,
 so concurrent requests on one event loop never see each other's spans.
+
+Every string handed to the SDK (span names, attribute values, status descriptions) is made
+encodable first (:func:`encodable`): the exporter encodes a whole batch at once, and one
+string it cannot encode as UTF-8 (a lone surrogate, which is how a byte that is not UTF-8
+arrives in a header) would make it drop every span of the batch. Such a string is exported
+with the character escaped (``\udcff``) instead.
 """
 
 from __future__ import annotations
@@ -39,6 +45,22 @@ from tiergate.telemetry.tracing import (
 
 _SCOPE = "tiergate.gateway"
 _MAX_EXPORT_BATCH = 512  # the SDK's default batch size
+
+
+def encodable(text: str) -> str:
+    """``text``, with any character that UTF-8 cannot encode (a lone surrogate) escaped."""
+    if text.isascii():  # nearly always: one fast check, no copy
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _encodable_attributes(attributes: genai.Attributes) -> genai.Attributes:
+    for name, value in attributes.items():
+        if isinstance(value, str):
+            attributes[name] = encodable(value)
+        elif isinstance(value, tuple):
+            attributes[name] = tuple(encodable(item) for item in value)
+    return attributes
 
 
 class OtelTracing:
@@ -113,10 +135,10 @@ class OtelTracing:
             temperature=temperature,
         )
         span = self._tracer.start_span(
-            genai.span_name(operation, model),
+            encodable(genai.span_name(operation, model)),
             context=parent,
             kind=SpanKind.SERVER,
-            attributes=attributes,
+            attributes=_encodable_attributes(attributes),
             start_time=start_ns,
         )
         return _OtelRequestSpan(
@@ -163,9 +185,10 @@ class _OtelAttemptSpan:
         if self.ended:
             return
         self.ended = True
-        self._span.set_attributes(genai.attempt_end_attributes(outcome=outcome, status=status))
+        attributes = genai.attempt_end_attributes(outcome=outcome, status=status)
+        self._span.set_attributes(_encodable_attributes(attributes))
         if outcome != "ok":
-            self._span.set_status(Status(StatusCode.ERROR, outcome))
+            self._span.set_status(Status(StatusCode.ERROR, encodable(outcome)))
         self._span.end()
 
 
@@ -228,10 +251,10 @@ class _OtelRequestSpan:
         if self._langfuse:
             attributes |= genai.langfuse_span_attributes()
         span = self._tracer.start_span(
-            genai.span_name(self._operation, upstream_model),
+            encodable(genai.span_name(self._operation, upstream_model)),
             context=self._context,
             kind=SpanKind.CLIENT,
-            attributes=attributes,
+            attributes=_encodable_attributes(attributes),
         )
         attempt = _OtelAttemptSpan(
             span, tier=tier, provider=provider, upstream_model=upstream_model
@@ -257,7 +280,7 @@ class _OtelRequestSpan:
             # so that the trace has no span without an end.
             attempt.finish(outcome="cancelled", status=None)
         served = next((a for a in reversed(self._attempts) if a.tier == tier), None)
-        self._span.set_attributes(
+        end = _encodable_attributes(
             genai.request_end_attributes(
                 tier=tier,
                 provider=None if served is None else served.provider,
@@ -270,22 +293,25 @@ class _OtelRequestSpan:
                 error=error,
             )
         )
+        self._span.set_attributes(end)
         if self._langfuse:
             self._span.set_attributes(
-                genai.langfuse_generation_attributes(
-                    model=self._model if served is None else served.upstream_model,
-                    tier=tier,
-                    stage=self._stage,
-                    request_id=self._request_id,
-                    key_id=self._key_id,
-                    team=self._team,
-                    project=self._project,
-                    usage=usage,
-                    cost_usd=cost_usd,
-                    start_time_ns=self._start_ns,
-                    ttft_s=ttft_s,
+                _encodable_attributes(
+                    genai.langfuse_generation_attributes(
+                        model=self._model if served is None else served.upstream_model,
+                        tier=tier,
+                        stage=self._stage,
+                        request_id=self._request_id,
+                        key_id=self._key_id,
+                        team=self._team,
+                        project=self._project,
+                        usage=usage,
+                        cost_usd=cost_usd,
+                        start_time_ns=self._start_ns,
+                        ttft_s=ttft_s,
+                    )
                 )
             )
         if genai.is_failure(status, error):
-            self._span.set_status(Status(StatusCode.ERROR, error or f"HTTP {status}"))
+            self._span.set_status(Status(StatusCode.ERROR, encodable(error or f"HTTP {status}")))
         self._span.end()
