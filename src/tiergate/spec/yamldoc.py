@@ -27,6 +27,7 @@ FieldPath = tuple[str | int, ...]
 _REFERENCE = re.compile(r"\$\$\{|\$\{([^}]*)\}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MAX_DEPTH = 64
+_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
 # Values built again because an alias (``*name``) or a merge key (``<<``) reached them a second
 # time. Real specs reuse a few blocks; a budget far above that stops exponential expansion.
 MAX_ALIASED_VALUES = 10_000
@@ -147,8 +148,8 @@ class _LimitError(yaml.MarkedYAMLError):
 class _SpecLoader(yaml.SafeLoader):
     """PyYAML's safe loader with YAML 1.2 booleans and bounded nesting.
 
-    Only ``true`` and ``false`` are booleans: YAML 1.1 also reads ``on``, ``off``, ``yes``,
-    ``no``, ``y`` and ``n`` as booleans, so ``keys: off`` would arrive as ``False``. No field of
+    Only ``true`` and ``false`` are booleans: YAML 1.1 also reads ``on``, ``off``, ``yes`` and
+    ``no`` as booleans, so ``keys: off`` would arrive as ``False``. No field of
     the spec is a boolean that would miss them (pydantic still reads "yes" as true).
     """
 
@@ -190,18 +191,38 @@ _SpecLoader.add_implicit_resolver(
 
 
 def _character_issue(exc: yaml.reader.ReaderError, file: str, text: str) -> SpecIssue:
-    position = exc.position
-    line = text.count("\n", 0, position) + 1
-    column = position - (text.rfind("\n", 0, position) + 1) + 1
+    # Lines counted as PyYAML's marks count them, so that the position matches other errors.
+    breaks = list(_LINE_BREAK.finditer(text, 0, exc.position))
+    line = len(breaks) + 1
+    column = exc.position - (breaks[-1].end() if breaks else 0) + 1
     code = exc.character if isinstance(exc.character, int) else ord(str(exc.character))
     return SpecIssue(
         file,
         line,
         column,
-        "",
+        _field_at(yaml.reader.Reader.NON_PRINTABLE.sub(" ", text), file, Position(line, column)),
         f"non-printable character U+{code:04X} is not allowed in YAML; inside double quotes "
         f'it can be written as "\\u{code:04X}"',
     )
+
+
+def _field_at(text: str, file: str, where: Position) -> str:
+    """The field whose key or value starts last at or before ``where``, or ``""``.
+
+    The reader refuses the whole text before it is parsed, so the field of a bad character is
+    found by parsing the text again with such characters blanked out.
+    """
+    try:
+        doc = parse_yaml(text, file, {})
+    except SpecError:
+        return ""
+    before = [
+        ((found.line, found.column), path)
+        for table in (doc.key_positions, doc.value_positions)
+        for path, found in table.items()
+        if (found.line, found.column) <= (where.line, where.column)
+    ]
+    return format_path(max(before)[1]) if before else ""
 
 
 def _syntax_issue(exc: yaml.MarkedYAMLError, file: str, text: str) -> SpecIssue:
@@ -246,6 +267,10 @@ def lost_indentation_hint(text: str) -> str:
                 "copied from a web page); indent the keys of each section by two spaces"
             )
     return ""
+
+
+class _UnreadableError(Exception):
+    """A scalar whose text its tag's type cannot hold; the message says which."""
 
 
 class _Builder:
@@ -309,15 +334,22 @@ class _Builder:
     def _scalar(self, node: yaml.Node, path: FieldPath) -> object:
         """The scalar's value, or None with an issue when its tag's type cannot hold it."""
         try:
+            return self._construct(node)
+        except _UnreadableError as exc:
+            self._doc.issues.append(self._doc.issue(path, str(exc)))
+            self._doc.unresolved.add(path)  # the None left behind is not a second error
+            return None
+
+    def _construct(self, node: yaml.Node) -> object:
+        try:
             return self._loader.construct_object(node)
         except yaml.MarkedYAMLError:
             raise  # PyYAML located it; parse_yaml reports it
-        except (ValueError, KeyError, TypeError, OverflowError) as exc:
-            # Resolved or explicit tags whose text the type rejects: 2001-02-30 (a timestamp),
-            # !!int abc, !!bool maybe, an integer over Python's 4,300-digit limit.
-            self._doc.issues.append(self._doc.issue(path, _unreadable(node, exc)))
-            self._doc.unresolved.add(path)
-            return None
+        except (ValueError, KeyError, TypeError, OverflowError, AttributeError) as exc:
+            # Resolved or explicit tags whose text the type rejects, as PyYAML's constructors
+            # fail on them: 2001-02-30 (a timestamp: ValueError), !!timestamp x (AttributeError),
+            # !!int abc, !!bool maybe (KeyError), an integer over Python's 4,300-digit limit.
+            raise _UnreadableError(_unreadable(node, exc)) from exc
 
     def _mapping(self, node: yaml.MappingNode, path: FieldPath, depth: int) -> dict[str, object]:
         own = sum(1 for key, _ in node.value if key.tag != "tag:yaml.org,2002:merge")
@@ -340,21 +372,22 @@ class _Builder:
         return result
 
     def _key(self, node: yaml.Node, path: FieldPath) -> str | None:
-        if not isinstance(node, yaml.ScalarNode):
-            where = _position(node.start_mark)
+        """The key's text, or None (the entry is left out) with an issue at the key."""
+        if isinstance(node, yaml.ScalarNode):
+            try:
+                raw = self._construct(node)
+            except _UnreadableError as exc:
+                problem = str(exc)
+            else:
+                return raw if isinstance(raw, str) else str(raw)
+        else:
             kind = "a list" if isinstance(node, yaml.SequenceNode) else "a mapping"
-            self._doc.issues.append(
-                SpecIssue(
-                    self._doc.file,
-                    where.line,
-                    where.column,
-                    format_path(path),
-                    f"expected a key (a name), got {kind}",
-                )
-            )
-            return None
-        raw = self._scalar(node, path)
-        return raw if isinstance(raw, str) else str(raw)
+            problem = f"expected a key (a name), got {kind}"
+        where = _position(node.start_mark)
+        self._doc.issues.append(
+            SpecIssue(self._doc.file, where.line, where.column, format_path(path), problem)
+        )
+        return None
 
     def _duplicate(self, key_node: yaml.Node, path: FieldPath, key: str) -> None:
         first = self._doc.key_positions[path]
