@@ -14,6 +14,7 @@ bytes of nested aliases otherwise expand to gigabytes ("billion laughs").
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -222,7 +223,7 @@ def _field_at(text: str, file: str, where: Position) -> str:
         for path, found in table.items()
         if (found.line, found.column) <= (where.line, where.column)
     ]
-    return format_path(max(before)[1]) if before else ""
+    return format_path(max(before, key=lambda item: item[0])[1]) if before else ""
 
 
 def _syntax_issue(exc: yaml.MarkedYAMLError, file: str, text: str) -> SpecIssue:
@@ -437,18 +438,22 @@ class _Builder:
 def _unreadable(node: yaml.Node, exc: Exception) -> str:
     tag = str(node.tag).removeprefix("tag:yaml.org,2002:")
     text = str(node.value)
-    if tag == "int" and len(text) > 4_300:
-        return f"an integer of {len(text):,} digits: at most 4,300 digits can be read"
+    digits = sum(c.isdigit() for c in text)
+    limit = sys.get_int_max_str_digits()  # Python refuses longer decimal integers (4,300)
+    if tag == "int" and limit and digits > limit:
+        return f"an integer of {digits:,} digits: at most {limit:,} digits can be read"
     shown = text if len(text) <= 60 else text[:57] + "..."
-    kind = {
-        "timestamp": "a date",
-        "int": "an integer",
-        "float": "a number",
-        "bool": "true or false",
-    }
     reason = f": {exc}" if isinstance(exc, ValueError) and tag == "timestamp" else ""
     hint = " (quote it to make it a string)" if tag == "timestamp" else ""
-    return f"cannot read '{shown}' as {kind.get(tag, '!!' + tag)}{reason}{hint}"
+    return f"cannot read '{shown}' as {_TAG_KINDS.get(tag, '!!' + tag)}{reason}{hint}"
+
+
+_TAG_KINDS = {
+    "timestamp": "a date",
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+}
 
 
 def _position(mark: yaml.Mark) -> Position:
