@@ -181,15 +181,32 @@ def test_keys_off_unquoted_turns_keys_off() -> None:
     assert fleet.governance.keys == "off"
 
 
+QUOTED_PRIORITIES = VALID.replace(
+    "costPer1kTokens: 0.001", "costPer1kTokens: 0.001\n    priority: 2"
+).replace("costPer1kTokens: 0.003", 'costPer1kTokens: 0.003\n    priority: "1"')
+
+
 def test_a_quoted_priority_is_read_as_a_number() -> None:
-    text = VALID.replace("costPer1kTokens: 0.001", 'costPer1kTokens: 0.001\n    priority: "2"')
-    text = text.replace("costPer1kTokens: 0.003", 'costPer1kTokens: 0.003\n    priority: "1"')
-    fleet = parse_fleet(text, "fleet.yaml", env={})
-    assert [tier.name for tier in fleet.cascade] == ["qwen", "claude"]
+    # As every integer field reads "1" (which ${ENV} values need); the check once compared
+    # 2 with "1" and raised TypeError.
+    fleet = parse_fleet(QUOTED_PRIORITIES, "fleet.yaml", env={})
+    assert [(tier.name, tier.priority) for tier in fleet.cascade] == [("qwen", 2), ("claude", 1)]
     assert [str(w) for w in fleet.warnings] == [
         "fleet.yaml:2:17: routing.cascadeOrder: cascadeOrder (qwen, claude) disagrees with "
         "priority order (claude, qwen); cascadeOrder wins"
     ]
+
+
+def test_check_of_a_quoted_priority_reports_instead_of_crashing(tmp_path: Path) -> None:
+    spec = tmp_path / "fleet.yaml"
+    spec.write_text(QUOTED_PRIORITIES.replace('priority: "1"', 'priority: "first"'))
+    result = CliRunner().invoke(cli, ["check", str(spec)], env={"COLUMNS": "400"})
+    assert result.exit_code == 2, result.output
+    assert f"{spec}:15:15: models[1].priority: expected an integer, got 'first'" in result.output
+    spec.write_text(QUOTED_PRIORITIES)
+    result = CliRunner().invoke(cli, ["check", str(spec)], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    assert "disagrees with priority order (claude, qwen)" in result.output
 
 
 SECRET = "sk-live-0123456789abcdef"
