@@ -168,6 +168,27 @@ async def test_sighup_with_invalid_spec_keeps_the_old_one(
     await eventually(moved, timeout_s=5.0, interval_s=0.05, what="reload to b")
 
 
+async def test_sighup_with_a_billion_laughs_is_rejected_at_once(
+    upstreams: StartUpstreams, serve: StartServe
+) -> None:
+    a, b = await upstreams("a", "b")
+    server = await serve(one_tier(a))
+
+    # 9 levels of 9 aliases each: 387 million strings (gigabytes) if aliases were unbounded.
+    laughs = ['lol0: &lol0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    laughs += [f"lol{n}: &lol{n} [" + ",".join([f"*lol{n - 1}"] * 9) + "]" for n in range(1, 9)]
+    server.write_spec("\n".join(laughs) + "\n" + fleet_yaml([tier("main", b)]))
+    server.signal(signal.SIGHUP)
+
+    def rejected() -> bool:
+        return "aliases expand to more than 10,000 values" in server.log.read_text()
+
+    await eventually(rejected, timeout_s=10.0, interval_s=0.05, what="reload rejected")
+    assert "reload rejected, still serving the previous fleet" in server.log.read_text()
+    assert await server.served_by() == "from a"
+    assert server.proc.returncode is None
+
+
 async def refused(port: int) -> bool:
     try:
         _, writer = await asyncio.open_connection("127.0.0.1", port)

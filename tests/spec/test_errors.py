@@ -356,5 +356,5 @@ def test_file_errors_name_the_file(tmp_path: Path) -> None:
         load_fleet(tmp_path)
     binary = tmp_path / "binary.yaml"
     binary.write_bytes(b"models:\n  - \xff\xfe\n")
-    with pytest.raises(SpecError, match=r"binary.yaml: not UTF-8 text \(byte 12\)"):
+    with pytest.raises(SpecError, match=r"binary.yaml:2:5: not UTF-8 text \(byte 12\)"):
         load_fleet(binary)

@@ -158,8 +158,9 @@ def _print_tables(fleets: tuple[str, ...], results: list[Fleet | SpecError]) -> 
     from tiergate.deploy.keda_lint import ScaledObjectLintError
     from tiergate.errors import SpecError
 
-    out = Console(highlight=False)
-    err = Console(stderr=True, highlight=False)
+    # emoji off: rich would render ":100:" in "fleet.yaml:100:5" as an emoji code.
+    out = Console(highlight=False, emoji=False)
+    err = Console(stderr=True, highlight=False, emoji=False)
     for path, result in zip(fleets, results, strict=True):
         if isinstance(result, ScaledObjectLintError) and not result.issues:
             out.print(f"[bold green]{_escape(path)}: valid KEDA ScaledObject[/]", soft_wrap=True)

@@ -9,12 +9,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from pydantic import TypeAdapter, ValidationError
+
 from tiergate.errors import SpecIssue
 from tiergate.spec.diagnostics import did_you_mean
 from tiergate.spec.yamldoc import Document
 
 # An Anthropic model id ending at its date, without Bedrock's "-v1:0" style version.
 _UNVERSIONED_ANTHROPIC = re.compile(r"(?:[a-z]{2,6}\.)?anthropic\.claude-[a-z0-9.-]*-\d{8}")
+# How ModelEntry.priority reads a value; a check must not compare what validation would reject.
+_PRIORITY: TypeAdapter[int] = TypeAdapter(int)
 
 
 @dataclass(slots=True)
@@ -204,16 +208,15 @@ def _check_reachability(
                 )
             )
     priorities = [
-        (entry.get("priority"), entry["name"])
+        (_priority(entry.get("priority")), entry["name"])
         for entry in models
         if isinstance(entry, dict) and entry.get("name") in cascade
     ]
-    ranked = [
-        name for priority, name in sorted(priorities, key=lambda p: (p[0] is None, p[0] or 0))
-    ]
-    if all(isinstance(p, int) for p, _ in priorities) and ranked != [
-        n for n in cascade if n in ranked
-    ]:
+    numbered = [(p, name) for p, name in priorities if isinstance(p, int)]
+    if len(numbered) < len(priorities):
+        return  # field validation reports a priority that is not an integer
+    ranked = [name for _, name in sorted(numbered, key=lambda p: p[0])]
+    if ranked != [n for n in cascade if n in ranked]:
         result.warnings.append(
             doc.issue(
                 ("routing", "cascadeOrder"),
@@ -221,6 +224,14 @@ def _check_reachability(
                 f"({', '.join(ranked)}); cascadeOrder wins",
             )
         )
+
+
+def _priority(value: object) -> object:
+    """A priority as field validation reads it ("1" is 1, as for ``${ENV}`` values), or as is."""
+    try:
+        return _PRIORITY.validate_python(value)
+    except ValidationError:
+        return value
 
 
 def _unknown_model(name: str, names: list[str]) -> str:

@@ -44,18 +44,25 @@ def issues_from_validation(
 ) -> list[SpecIssue]:
     """One issue per pydantic error, positioned in ``doc``.
 
-    Errors at a path whose ``${ENV}`` reference did not resolve are left out: the missing
-    variable is the error there, and the empty value it left is only its consequence.
+    Errors at a path whose ``${ENV}`` reference did not resolve, or whose scalar could not be
+    read, are left out (unless the key itself is unknown): the reference or the scalar is the
+    error there, and the empty value it left is only its consequence.
     """
     details = error.errors(include_url=False)
-    return [_issue(d, doc, root) for d in details if tuple(d["loc"]) not in doc.unresolved]
+    return [
+        _issue(d, doc, root)
+        for d in details
+        if tuple(d["loc"]) not in doc.unresolved or d["type"] == "extra_forbidden"
+    ]
 
 
 def _issue(detail: ErrorDetails, doc: Document, root: type[BaseModel]) -> SpecIssue:
     path: FieldPath = tuple(detail["loc"])
     kind = detail["type"]
     value = detail.get("input")
-    shown = "" if path in doc.interpolated else f", got {_show(value)}"
+    # A value that is, or holds, one from the environment may be a secret: never shown.
+    from_env = doc.from_env(path)
+    shown = "" if from_env else f", got {_show(value)}"
     if kind == "extra_forbidden":
         key = str(path[-1])
         allowed = allowed_keys(root, path[:-1])
@@ -99,8 +106,7 @@ def _issue(detail: ErrorDetails, doc: Document, root: type[BaseModel]) -> SpecIs
     message = detail["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
-    if path in doc.interpolated:
-        # Values that came from the environment may be secrets: never echo them.
+    if from_env:
         message = message.replace(repr(value), "(the value from the environment)")
     return doc.issue(path, message[:1].lower() + message[1:])
 

@@ -15,6 +15,8 @@ from tiergate.spec.fleet import Fleet, resolve
 from tiergate.spec.models import FleetSpec
 from tiergate.spec.yamldoc import parse_yaml
 
+MAX_SPEC_BYTES = 1024 * 1024
+
 
 def load_fleet(path: str | Path, env: Mapping[str, str] | None = None) -> Fleet:
     """Load and resolve the fleet spec at ``path``.
@@ -53,26 +55,37 @@ def parse_fleet(text: str, source: str, env: Mapping[str, str]) -> Fleet:
     checked = check_references(doc)
     errors.extend(checked.errors)
     if errors or spec is None:
-        raise SpecError(_unique(errors))
-    warnings = sorted(checked.warnings, key=lambda w: (w.line, w.column))
+        raise SpecError(_unique([doc.redact(issue) for issue in errors]))
+    warnings = sorted((doc.redact(w) for w in checked.warnings), key=lambda w: (w.line, w.column))
     return resolve(spec, source, tuple(warnings))
 
 
 def _read(path: Path, source: str) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            data = file.read(MAX_SPEC_BYTES + 1)
     except FileNotFoundError as exc:
         raise SpecError([SpecIssue(source, 0, 0, "", "no such file")]) from exc
     except IsADirectoryError as exc:
         raise SpecError(
             [SpecIssue(source, 0, 0, "", "is a directory, expected a YAML file")]
         ) from exc
-    except UnicodeDecodeError as exc:
-        raise SpecError(
-            [SpecIssue(source, 0, 0, "", f"not UTF-8 text (byte {exc.start})")]
-        ) from exc
     except OSError as exc:
         raise SpecError([SpecIssue(source, 0, 0, "", f"cannot read: {exc.strerror}")]) from exc
+    if len(data) > MAX_SPEC_BYTES:
+        # Composing YAML costs hundreds of bytes of memory per value: the size bounds it.
+        raise SpecError(
+            [SpecIssue(source, 0, 0, "", f"larger than {MAX_SPEC_BYTES:,} bytes, the limit")]
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start]
+        line = before.count(b"\n") + 1
+        column = len(before[before.rfind(b"\n") + 1 :].decode("utf-8", errors="replace")) + 1
+        raise SpecError(
+            [SpecIssue(source, line, column, "", f"not UTF-8 text (byte {exc.start})")]
+        ) from exc
 
 
 _TOP = "(keys such as 'routing' and 'models')"
