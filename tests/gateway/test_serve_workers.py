@@ -10,8 +10,13 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from tests.gateway.helpers import StartUpstreams, eventually, fleet_yaml, tier
+import openai
+import pytest
+
+from tests.gateway.helpers import HELLO, StartUpstreams, eventually, fleet_yaml, tier
+from tests.gateway.test_governance import create_key, governed
 from tests.gateway.test_serve_process import ServeProcess, StartServe, one_tier, serve
+from tests.gateway.upstream import PROMPT_TOKENS
 
 __all__ = ["serve"]  # the fixture, shared with test_serve_process
 
@@ -98,37 +103,38 @@ async def test_the_log_level_reaches_every_worker(
 
 
 async def test_each_request_is_one_json_access_line_without_the_key(
-    upstreams: StartUpstreams, serve: StartServe
+    upstreams: StartUpstreams, serve: StartServe, tmp_path: Path
 ) -> None:
     (a,) = await upstreams("a")
-    server = await serve(one_tier(a))
-    body = {"model": "main", "messages": [{"role": "user", "content": "hi"}]}
-    headers = {"x-request-id": "req-123", "Authorization": "Bearer sk-secret-in-header"}
-    async with server.http.post(
-        server.url + "/v1/chat/completions", json=body, headers=headers
-    ) as response:
-        assert response.status == 200
-    async with server.http.post(
-        server.url + "/v1/chat/completions", json={**body, "model": "nope"}
-    ) as response:
-        assert response.status == 404
+    priced = tier("main", a, costPer1kTokens=1.0)
+    server = await serve(governed([priced], tmp_path / "ledger.db"))
+    key, key_id = await create_key(server)  # type: ignore[arg-type]
+    client = openai.AsyncOpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0, timeout=10)
+    async with client:
+        await client.chat.completions.create(
+            model="main", messages=HELLO, extra_headers={"x-request-id": "req-123"}
+        )
+        with pytest.raises(openai.NotFoundError):
+            await client.chat.completions.create(model="nope", messages=HELLO)
 
-    def two_lines() -> bool:
-        return len([x for x in log_lines(server) if x["logger"] == "tiergate.access"]) == 2
+    def access_lines() -> list[dict[str, Any]]:
+        return [line for line in log_lines(server) if line["logger"] == "tiergate.access"]
 
-    await eventually(two_lines, what="two access lines")
-    served, missing = [line for line in log_lines(server) if line["logger"] == "tiergate.access"]
+    await eventually(lambda: len(access_lines()) == 2, what="two access lines")
+    served, missing = access_lines()
     assert served["level"] == "INFO"
-    assert {k: served[k] for k in ("request_id", "model", "tier", "attempts", "status")} == {
+    fields = ("request_id", "key_id", "model", "tier", "attempts", "status")
+    assert {name: served[name] for name in fields} == {
         "request_id": "req-123",
+        "key_id": key_id,
         "model": "main",
         "tier": "main",
         "attempts": 1,
         "status": 200,
     }
-    assert served["key_id"] is None  # no governance: no key
-    assert served["input_tokens"] > 0
+    assert served["input_tokens"] == PROMPT_TOKENS
+    tokens = served["input_tokens"] + served["output_tokens"]
+    assert served["cost_usd"] == pytest.approx(tokens / 1000)  # $1 per 1k tokens
     assert served["latency_ms"] >= 0
-    assert served["cost_usd"] >= 0
-    assert (missing["status"], missing["tier"], missing["attempts"]) == (404, None, 0)
-    assert "sk-secret-in-header" not in server.log.read_text()
+    assert (missing["key_id"], missing["status"], missing["tier"]) == (key_id, 404, None)
+    assert key not in server.log.read_text()
