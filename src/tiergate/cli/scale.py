@@ -80,6 +80,8 @@ def command(
         asyncio.run(_dry_run(fleet.scaling, interval, once, output_format))
         return
     try:
+        # gRPC writes its own line about a failed bind to stderr: find a taken port first.
+        exits.check_port_free(host, port)
         with exits.listening(host, [port]):
             asyncio.run(_serve(fleet.scaling, host, port, interval))
     except TiergateError as exc:
