@@ -216,3 +216,22 @@ def test_help_has_no_raw_markup(command: tuple[str, ...]) -> None:
     assert result.exit_code == 0
     assert "``" not in result.output
     assert "\\b" not in result.output
+
+
+def test_demo_prints_its_summary_as_json_and_progress_on_stderr() -> None:
+    args = ["--format", "json", "--duration", "30", "--speedup", "30"]
+    done = subprocess.run(
+        [sys.executable, "-m", "tiergate", "demo", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)  # stdout holds the summary and nothing else
+    assert [tier["role"] for tier in summary["tiers"]] == ["on-prem", "cloud", "managed API"]
+    assert summary["sent"] == summary["total"] > 0
+    assert sum(tier["requests"] for tier in summary["tiers"]) == summary["sent"]
+    assert summary["costUsd"] < summary["baselineCostUsd"]
+    assert done.stderr.startswith("gateway http://127.0.0.1:")  # the plain progress lines
