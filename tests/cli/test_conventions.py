@@ -8,6 +8,7 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -235,3 +236,40 @@ def test_demo_prints_its_summary_as_json_and_progress_on_stderr() -> None:
     assert sum(tier["requests"] for tier in summary["tiers"]) == summary["sent"]
     assert summary["costUsd"] < summary["baselineCostUsd"]
     assert done.stderr.startswith("gateway http://127.0.0.1:")  # the plain progress lines
+
+
+@pytest.mark.parametrize("output_format", ["table", "json"])
+def test_scale_dry_run_off_a_terminal_prints_each_round(
+    engines: list[str], tmp_path: Path, output_format: str
+) -> None:
+    path = tmp_path / "fleet.yaml"
+    path.write_text(fleet_text(engines))
+    args = ["-c", str(path), "--dry-run", "--interval", "0.5"]
+    if output_format == "json":  # tables are the default
+        args += ["--format", "json"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tiergate", "scale", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    rounds: list[str] = []
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if "vllm-qwen" in line:
+                rounds.append(line)
+            if len(rounds) == 2:
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=20)
+    process.kill()
+    process.wait(timeout=10)
+    assert process.stdout is not None
+    process.stdout.close()
+    assert len(rounds) == 2  # a new table (or object) per round, not one redrawn in place
+    if output_format == "json":
+        assert [json.loads(line)["deployments"][0]["desired"] for line in rounds] == [6, 6]
