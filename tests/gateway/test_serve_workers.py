@@ -17,6 +17,7 @@ from tests.gateway.helpers import HELLO, StartUpstreams, eventually, fleet_yaml,
 from tests.gateway.test_governance import create_key, governed
 from tests.gateway.test_serve_process import ServeProcess, StartServe, one_tier, serve
 from tests.gateway.upstream import PROMPT_TOKENS
+from tiergate.gateway.server import RestartBudget
 
 __all__ = ["serve"]  # the fixture, shared with test_serve_process
 
@@ -138,3 +139,10 @@ async def test_each_request_is_one_json_access_line_without_the_key(
     assert served["latency_ms"] >= 0
     assert (missing["key_id"], missing["status"], missing["tier"]) == (key_id, 404, None)
     assert key not in server.log.read_text()
+
+
+def test_restarts_are_allowed_until_workers_die_too_often() -> None:
+    crash_loop = RestartBudget(limit=3, window_s=60.0)
+    assert [crash_loop.allows(now) for now in (0.0, 1.0, 2.0, 3.0)] == [True, True, True, False]
+    now_and_then = RestartBudget(limit=3, window_s=60.0)  # a death every 30 s never adds up
+    assert all(now_and_then.allows(30.0 * n) for n in range(10))

@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
@@ -119,11 +120,25 @@ def _event_loop_runner() -> asyncio.Runner:
     return asyncio.Runner(loop_factory=uvloop.new_event_loop)
 
 
-# A worker that dies is started again, unless workers died this many times within the window:
-# then every start fails (the port, the spec, a store) and restarting would only spin.
-MAX_RESTARTS = 3
-RESTART_WINDOW_S = 60.0
-POLL_S = 0.1
+POLL_S = 0.1  # how often the supervisor looks for workers that died
+
+
+@dataclass(slots=True)
+class RestartBudget:
+    """Whether a worker that died may be started again: yes, unless workers died more than
+    ``limit`` times within ``window_s``; then every start fails (the port, the spec, a store)
+    and restarting would only spin."""
+
+    limit: int = 3
+    window_s: float = 60.0
+    deaths: deque[float] = field(default_factory=deque)
+
+    def allows(self, now: float) -> bool:
+        """Count a death at ``now`` (monotonic seconds); whether a restart may follow."""
+        self.deaths.append(now)
+        while self.deaths and self.deaths[0] <= now - self.window_s:
+            self.deaths.popleft()
+        return len(self.deaths) <= self.limit
 
 
 def _supervise(path: Path, host: str, port: int, workers: int, log_level: str) -> int:
@@ -153,7 +168,7 @@ def _supervise(path: Path, host: str, port: int, workers: int, log_level: str) -
 
         for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, forward)
-        deaths: deque[float] = deque()
+        budget = RestartBudget()
         while not (stopping and all(child.poll() is not None for child in children)):
             time.sleep(POLL_S)
             for index, child in enumerate(children):
@@ -161,17 +176,13 @@ def _supervise(path: Path, host: str, port: int, workers: int, log_level: str) -
                 if status is None or stopping:
                     continue
                 _forget_worker(child.pid, metrics_dir)
-                now = time.monotonic()
-                deaths.append(now)
-                while deaths and deaths[0] < now - RESTART_WINDOW_S:
-                    deaths.popleft()
-                if len(deaths) > MAX_RESTARTS:
+                if not budget.allows(time.monotonic()):
                     log.error(
                         "worker %d %s; %d workers died within %.0f s: giving up",
                         child.pid,
                         _how_it_ended(status),
-                        len(deaths),
-                        RESTART_WINDOW_S,
+                        len(budget.deaths),
+                        budget.window_s,
                     )
                     forward(signal.SIGTERM, None)
                     for other in children:
