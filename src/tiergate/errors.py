@@ -3,6 +3,7 @@
     TiergateError
      ├── SpecError              a fleet spec failed to load or validate; carries every issue found
      ├── TranslationError       a request that a provider's API cannot express (answered 400)
+     ├── ListenError            a server cannot listen on its address (port in use, no such address)
      ├── StoreUnavailableError  the ledger store, or the shared limits store, cannot be used now
      │    ├── BudgetStoreUnavailableError  (tiergate.ledger.budget) Redis holding budgets
      │    └── LimiterUnavailableError      Redis holding rate limits
@@ -22,6 +23,8 @@ with ``raise ... from``. Errors become CLI messages only at the CLI edge.
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -67,6 +70,20 @@ class TranslationError(TiergateError):
         super().__init__(message)
         self.message = message
         self.param = param
+
+
+class ListenError(TiergateError):
+    """A server cannot listen on ``host:port``; ``reason`` is the errno of the failed bind."""
+
+    def __init__(self, host: str, port: int, reason: int) -> None:
+        self.host = host
+        self.port = port
+        self.reason = reason
+        if reason == errno.EADDRINUSE:
+            message = f"port {port} on {host} is already in use"
+        else:
+            message = f"cannot listen on port {port} of {host}: {os.strerror(reason)}"
+        super().__init__(message)
 
 
 class StoreUnavailableError(TiergateError):

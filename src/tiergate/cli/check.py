@@ -14,7 +14,17 @@ if TYPE_CHECKING:
 
 
 @click.command("check")
-@click.argument("fleets", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False))
+@click.option(
+    "-c",
+    "--fleet",
+    "fleet_options",
+    multiple=True,
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="A file to check, as the other commands name their fleet (repeatable; files may "
+    "also be given as arguments).",
+)
 @click.option(
     "--format",
     "output_format",
@@ -23,8 +33,8 @@ if TYPE_CHECKING:
     show_default=True,
     help="table for people, json for machines.",
 )
-def command(fleets: tuple[str, ...], output_format: str) -> None:
-    """Validate FLEET spec files and print the resolved cascade.
+def command(files: tuple[str, ...], fleet_options: tuple[str, ...], output_format: str) -> None:
+    """Validate fleet spec FILES and print the resolved cascade.
 
     A file holding a KEDA ScaledObject is linted instead: the Prometheus-trigger traps that
     make vLLM scaling silently wrong. Exits 0 when every file is valid and 2 otherwise, after
@@ -33,6 +43,9 @@ def command(fleets: tuple[str, ...], output_format: str) -> None:
     from tiergate.errors import SpecError
     from tiergate.spec import load_fleet
 
+    fleets = fleet_options + files
+    if not fleets:
+        raise click.UsageError("give the files to check, as arguments or with -c/--fleet")
     results: list[Fleet | SpecError] = []
     for path in fleets:
         linted = _scaled_object(path)
@@ -48,7 +61,9 @@ def command(fleets: tuple[str, ...], output_format: str) -> None:
     else:
         _print_tables(fleets, results)
     if any(isinstance(result, SpecError) and result.issues for result in results):
-        raise SystemExit(2)
+        from tiergate.cli.exits import EXIT_USAGE
+
+        raise SystemExit(EXIT_USAGE)
 
 
 def _scaled_object(path: str) -> SpecError | None:
@@ -153,14 +168,12 @@ def _issue_json(issue: SpecIssue) -> dict[str, Any]:
 
 
 def _print_tables(fleets: tuple[str, ...], results: list[Fleet | SpecError]) -> None:
-    from rich.console import Console
-
+    from tiergate.cli.console import console
     from tiergate.deploy.keda_lint import ScaledObjectLintError
     from tiergate.errors import SpecError
 
-    # emoji off: rich would render ":100:" in "fleet.yaml:100:5" as an emoji code.
-    out = Console(highlight=False, emoji=False)
-    err = Console(stderr=True, highlight=False, emoji=False)
+    out = console()
+    err = console(stderr=True)
     for path, result in zip(fleets, results, strict=True):
         if isinstance(result, ScaledObjectLintError) and not result.issues:
             out.print(f"[bold green]{_escape(path)}: valid KEDA ScaledObject[/]", soft_wrap=True)

@@ -43,11 +43,21 @@ DEFAULT_FLEET = Path("examples/demo-fleet.yaml")
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Prompts and emulators.")
 @click.option(
+    "-c",
     "--fleet",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     help="A 3-tier fleet taking its base URLs from ${TIERGATE_DEMO_ONPREM_URL}, "
     f"${{TIERGATE_DEMO_CLOUD_URL}} and ${{TIERGATE_DEMO_API_URL}}.  [default: {DEFAULT_FLEET}]",
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="The final summary: tables, or one JSON object on stdout (the progress then goes "
+    "to stderr).",
 )
 def command(
     *,
@@ -57,6 +67,7 @@ def command(
     speedup: float,
     seed: int,
     fleet: Path | None,
+    output_format: str,
 ) -> None:
     """Replay a real LLM trace through the 3-tier cascade, all on this machine.
 
@@ -67,17 +78,19 @@ def command(
     cost; the end shows what every tier served and what it cost against sending everything
     to the managed API. Ctrl-C stops early, with the summary so far.
     """
-    import sys
+    import json
 
-    from rich.console import Console
-
+    from tiergate.cli import exits
+    from tiergate.cli.console import console as make_console
+    from tiergate.demo.report import Summary, summary_json
     from tiergate.demo.run import main
     from tiergate.errors import TiergateError
 
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        # Logs and pipes: rich would assume 80 columns and squeeze the summary's tables.
-        console = Console(highlight=False, width=max(console.width, 132))
+    def show_json(summary: Summary) -> None:
+        click.echo(json.dumps(summary_json(summary), indent=2))
+
+    # With --format json stdout holds only the summary: the progress goes to stderr.
+    console = make_console(stderr=output_format == "json")
     try:
         status = main(
             trace=_locate(trace, DEFAULT_TRACE),
@@ -87,11 +100,12 @@ def command(
             seed=seed,
             start_s=start_s,
             console=console,
-            live=console.is_terminal and sys.stdout.isatty(),
+            # Off a terminal the live view prints plain lines instead of redrawing.
+            live=console.is_terminal,
+            show=show_json if output_format == "json" else None,
         )
     except TiergateError as exc:
-        click.echo(f"tiergate demo: {exc}", err=True)
-        raise SystemExit(2) from exc
+        exits.fail("demo", exc)
     raise SystemExit(status)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from tiergate.cli.options import log_level_option
+
 
 @click.command("emulate")
 @click.option("--model", required=True, help="Model name from the performance catalog.")
@@ -54,12 +56,7 @@ import click
     help="Generate a length drawn from 1..max_tokens unless a request sets ignore_eos.",
 )
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option(
-    "--log-level",
-    default="info",
-    show_default=True,
-    type=click.Choice(["debug", "info", "warning", "error"]),
-)
+@log_level_option
 def command(  # noqa: PLR0917 - one parameter per click option
     model: str,
     gpu: str,
@@ -118,4 +115,11 @@ def command(  # noqa: PLR0917 - one parameter per click option
         # KeyError's str() quotes its message; the message itself reads better.
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         raise click.UsageError(str(message)) from exc
-    run(config, replicas, host, port, echo=click.echo)
+    from tiergate.cli import exits
+    from tiergate.errors import ListenError
+
+    try:
+        with exits.listening(host, range(port, port + replicas) if port else []):
+            run(config, replicas, host, port, echo=click.echo)
+    except ListenError as exc:
+        exits.fail("emulate", exc)

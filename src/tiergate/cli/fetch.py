@@ -8,6 +8,16 @@ from typing import TYPE_CHECKING
 
 import click
 
+from tiergate.cli.exits import (  # the README's table; docs/model-cache.md
+    EXIT_LOCK,
+    EXIT_OK,
+    EXIT_SOURCE,
+    EXIT_SPACE,
+    EXIT_TRANSFER,
+    EXIT_USAGE,
+    EXIT_VERIFY,
+)
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -15,14 +25,6 @@ if TYPE_CHECKING:
     from tiergate.modelcache.sources.base import Source
     from tiergate.modelcache.transfer import TransferSettings
 
-# Exit codes, documented in docs/model-cache.md.
-EXIT_OK = 0
-EXIT_USAGE = 2
-EXIT_SPACE = 3
-EXIT_VERIFY = 4
-EXIT_SOURCE = 5
-EXIT_TRANSFER = 6
-EXIT_LOCK = 7
 
 # scheme -> (module, class, the extra that provides its dependencies)
 SOURCES = {
@@ -68,8 +70,11 @@ class _Failure:
               "a shared filesystem) before fetching.")  # fmt: skip
 @click.option("--wait-timeout", type=click.FloatRange(0), default=3600.0, show_default=True,
               metavar="S", help="How long --wait-for-marker waits (exit 7 after).")  # fmt: skip
-@click.option("--json", "json_lines", is_flag=True,
-              help="JSON lines (progress, summary, error) even on a terminal.")  # fmt: skip
+@click.option("--format", "output_format", type=click.Choice(["table", "json"]), default=None,
+              help="table: progress bars and a summary table; json: JSON lines (progress, "
+              "summary, error)  [default: table on a terminal, json elsewhere]")  # fmt: skip
+@click.option("--json", "json_lines", is_flag=True, hidden=True,
+              help="The same as --format json (kept for older scripts).")  # fmt: skip
 @click.option("--write-manifest", is_flag=True,
               help="Instead of fetching: hash the files of directory SOURCE and write its "
               "tiergate-manifest.json.")  # fmt: skip
@@ -87,6 +92,7 @@ def command(  # noqa: PLR0917 - one parameter per click option
     trust_marker: bool,
     wait_for_marker: str | None,
     wait_timeout: float,
+    output_format: str | None,
     json_lines: bool,
     write_manifest: bool,
 ) -> None:
@@ -105,8 +111,14 @@ def command(  # noqa: PLR0917 - one parameter per click option
     import asyncio
     from pathlib import Path
 
-    # Off a terminal (init container logs) everything is JSON lines: progress, summary, error.
-    json_lines = json_lines or not sys.stdout.isatty()
+    if json_lines:
+        if output_format == "table":
+            raise click.UsageError("--json is --format json: it excludes --format table")
+        output_format = "json"
+    if output_format is None:
+        # Off a terminal (init container logs) everything is JSON lines.
+        output_format = "table" if sys.stdout.isatty() else "json"
+    json_lines = output_format == "json"
     if write_manifest:
         if source is None or dest is not None:
             raise click.UsageError("--write-manifest takes one argument: the directory to describe")

@@ -86,7 +86,14 @@ def create(fleet_path: str, store: str | None, **settings: Any) -> None:
 @command.command("list")
 @_FLEET
 @_STORE
-@click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="table for people, json for machines.",
+)
 def list_keys(fleet_path: str, store: str | None, output_format: str) -> None:
     """List keys (ids and settings, never the keys)."""
     keys: list[KeyRecord] = _run(fleet_path, store, lambda s: s.list_keys())
@@ -95,14 +102,15 @@ def list_keys(fleet_path: str, store: str | None, output_format: str) -> None:
 
         click.echo(json.dumps([key_summary(k) for k in keys], indent=2))
         return
-    from rich.console import Console
     from rich.table import Table
+
+    from tiergate.cli.console import console
 
     table = Table("key id", "name", "team", "project", "models", "budget", "rpm", "tpm", "state")
     for k in keys:
         row = key_summary(k)
         table.add_row(*(str(row[c] if row[c] is not None else "") for c in _COLUMNS))
-    Console().print(table)
+    console().print(table)
 
 
 @command.command("revoke")
@@ -114,8 +122,10 @@ def revoke(fleet_path: str, store: str | None, key_id: str) -> None:
     import time
 
     if not _run(fleet_path, store, lambda s: s.revoke_key(key_id, time.time())):
-        click.echo(f"no active key with id {key_id}", err=True)
-        raise SystemExit(2)
+        from tiergate.cli.exits import EXIT_USAGE
+
+        click.echo(f"tiergate keys: no active key with id {key_id}", err=True)
+        raise SystemExit(EXIT_USAGE)
     click.echo(f"revoked {key_id}")
 
 
@@ -159,7 +169,8 @@ def _check_models(fleet_path: str, models: tuple[str, ...]) -> None:
 
 
 def _run(fleet_path: str, store_override: str | None, action: Any) -> Any:
-    from tiergate.errors import SpecError
+    from tiergate.cli import exits
+    from tiergate.errors import StoreUnavailableError, TiergateError
     from tiergate.ledger.location import store_url
     from tiergate.ledger.open import open_store
     from tiergate.spec import load_fleet
@@ -167,9 +178,11 @@ def _run(fleet_path: str, store_override: str | None, action: Any) -> Any:
     try:
         fleet = load_fleet(fleet_path)
         url = store_url(fleet, store_override)
-    except (SpecError, ValueError) as exc:
-        click.echo(str(exc), err=True)
-        raise SystemExit(2) from exc
+    except TiergateError as exc:
+        exits.fail("keys", exc)
+    except ValueError as exc:
+        click.echo(f"tiergate keys: {exc}", err=True)
+        raise SystemExit(exits.EXIT_USAGE) from exc
 
     async def run() -> Any:
         store: LedgerStore = open_store(url)
@@ -179,4 +192,7 @@ def _run(fleet_path: str, store_override: str | None, action: Any) -> Any:
         finally:
             await store.close()
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    except StoreUnavailableError as exc:
+        exits.fail("keys", exc)

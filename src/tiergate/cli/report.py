@@ -84,6 +84,7 @@ def _settings(fleet_path: str | None, store: str | None) -> tuple[str, dict[str,
         if store is None:
             raise click.UsageError("where is the ledger? give --fleet FLEET.yaml or --store URL")
         return store, {}
+    from tiergate.cli import exits
     from tiergate.errors import SpecError
     from tiergate.ledger.location import store_url
     from tiergate.ledger.report import GpuCost
@@ -92,9 +93,11 @@ def _settings(fleet_path: str | None, store: str | None) -> tuple[str, dict[str,
     try:
         fleet = load_fleet(fleet_path)
         url = store_url(fleet, store)
-    except (SpecError, ValueError) as exc:
-        click.echo(str(exc), err=True)
-        raise SystemExit(2) from exc
+    except SpecError as exc:
+        exits.fail("report", exc)
+    except ValueError as exc:
+        click.echo(f"tiergate report: {exc}", err=True)
+        raise SystemExit(exits.EXIT_USAGE) from exc
     gpu_costs = {
         tier.name: GpuCost(*tier.gpu_pool) for tier in fleet.tiers if tier.gpu_pool is not None
     }
@@ -103,6 +106,7 @@ def _settings(fleet_path: str | None, store: str | None) -> tuple[str, dict[str,
 
 def _read(url: str, period: Period) -> tuple[list[RequestRecord], str]:
     """The records of ``period``, and the store's URL as it may be shown (no password)."""
+    from tiergate.cli import exits
     from tiergate.ledger.open import open_store
     from tiergate.ledger.sqlite import SQLiteStore
     from tiergate.ledger.store import StoreUnavailableError
@@ -124,13 +128,14 @@ def _read(url: str, period: Period) -> tuple[list[RequestRecord], str]:
     try:
         return asyncio.run(read()), store.url
     except StoreUnavailableError as exc:
-        raise click.ClickException(str(exc)) from exc
+        exits.fail("report", exc)
 
 
 def _print_table(report: Report, url: str) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
+
+    from tiergate.cli.console import console
 
     def percent(share: float) -> str:
         return f"{share * 100:.1f}%"
@@ -156,7 +161,7 @@ def _print_table(report: Report, url: str) -> None:
             percent(row.error_share),
             end_section=index == len(report.rows) - 1,
         )
-    out = Console(highlight=False)
+    out = console()
     out.print(table)
     if report.gpu_tiers:
         gpu = Table(title="GPU-hour tiers: effective price", title_justify="left")

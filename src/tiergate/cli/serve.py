@@ -6,16 +6,11 @@ from pathlib import Path
 
 import click
 
+from tiergate.cli.options import fleet_option, log_level_option
+
 
 @click.command("serve")
-@click.option(
-    "-c",
-    "--config",
-    "fleet",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Fleet spec (YAML). SIGHUP reloads it.",
-)
+@fleet_option(help="Fleet spec (YAML). SIGHUP reloads it.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=4000, show_default=True, type=click.IntRange(0, 65535))
 @click.option(
@@ -23,28 +18,24 @@ import click
     default=1,
     show_default=True,
     type=click.IntRange(1, 256),
-    help="Processes sharing the port (SO_REUSEPORT).",
+    help="Processes sharing the port (SO_REUSEPORT); one that dies is started again.",
 )
-@click.option(
-    "--log-level",
-    default="info",
-    show_default=True,
-    type=click.Choice(["debug", "info", "warning", "error"]),
-)
+@log_level_option
 def command(fleet: Path, host: str, port: int, workers: int, log_level: str) -> None:
     """Serve the fleet's cascade as an OpenAI-compatible API.
 
     SIGHUP reloads the fleet spec (a bad one is rejected and the old one stays); SIGTERM stops
-    accepting connections and drains requests in flight, up to gateway.drainTimeoutMs.
+    accepting connections and drains requests in flight, up to gateway.drainTimeoutMs. Each
+    request is logged on one line (tiergate.access, JSON off a terminal).
     """
-    from tiergate.cli import logs
-    from tiergate.errors import SpecError
+    from tiergate.cli import exits, logs
+    from tiergate.errors import TiergateError
     from tiergate.gateway.server import run
 
     logs.setup(log_level)
     try:
-        status = run(fleet, host, port, workers)
-    except SpecError as exc:
-        click.echo(str(exc), err=True)
-        raise SystemExit(2) from exc
+        with exits.listening(host, [port]):
+            status = run(fleet, host, port, workers, log_level=log_level)
+    except TiergateError as exc:
+        exits.fail("serve", exc)
     raise SystemExit(status)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -156,3 +157,39 @@ def render_summary(summary: Summary) -> RenderableType:
         parts.append(Text("events (trace time)\n" + "\n".join(lines)))
     parts.append(totals)
     return Group(*parts)
+
+
+def summary_json(summary: Summary) -> dict[str, Any]:
+    """The summary as JSON-ready data: the same figures as :func:`render_summary`."""
+    return {
+        "sent": summary.sent,
+        "total": summary.total,
+        "clientErrors": summary.client_errors,
+        "cancelled": summary.cancelled,
+        "wallSeconds": round(summary.wall_s, 3),
+        "speedup": summary.speedup,
+        "costUsd": summary.cost_usd,
+        "baselineCostUsd": summary.baseline_cost_usd,
+        "tiers": [
+            {
+                "tier": row.tier.name,
+                "role": row.tier.role,
+                "requests": row.requests,
+                "inputTokens": row.input_tokens,
+                "outputTokens": row.output_tokens,
+                "costUsd": row.cost_usd,
+                "ttftP50Seconds": row.ttft_p50_s,
+                "ttftP95Seconds": row.ttft_p95_s,
+                "failedAttempts": row.failed_attempts,
+            }
+            for row in summary.tiers
+        ],
+        "fallbacks": [
+            {"from": f.source, "to": f.target, "reason": f.reason, "requests": f.count}
+            for f in summary.fallbacks
+        ],
+        "events": [
+            {"traceSeconds": round(e.wall_s * summary.speedup, 3), "text": e.text}
+            for e in summary.events
+        ],
+    }

@@ -271,12 +271,19 @@ def main(
     start_s: float,
     console: Console,
     live: bool,
+    show: Callable[[Summary], None] | None = None,
 ) -> int:
-    """Blocking entry point of ``tiergate demo``: 0 when done, 130 when stopped by SIGINT."""
+    """Blocking entry point of ``tiergate demo``: 0 when done, 130 when stopped by SIGINT.
+
+    The summary goes to ``show`` (by default: as tables on ``console``).
+    """
     options = DemoOptions(trace, fleet, duration_s, speedup, seed, start_s)
     with _event_loop_runner() as runner:
         summary, interrupted = runner.run(_main(options, console, live))
-    console.print(render_summary(summary))
+    if show is None:
+        console.print(render_summary(summary))
+    else:
+        show(summary)
     return 130 if interrupted else 0
 
 

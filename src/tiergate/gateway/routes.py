@@ -11,6 +11,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from tiergate.gateway import access_log
 from tiergate.gateway.admin import add_admin_routes
 from tiergate.gateway.body import read_body
 from tiergate.gateway.dispatch import AttemptDone, AttemptObserver, Served, run_cascade
@@ -93,6 +94,7 @@ def proxy(endpoint: Endpoint) -> Handler:
                     ttft_s=outcome.ttft_s,
                     error=outcome.error,
                 )
+            access_log.log_request(request_id, outcome, tier=served, cost=cost)
 
     return handle
 
