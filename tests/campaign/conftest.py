@@ -28,6 +28,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -99,6 +100,33 @@ def _tracebacks(text: str) -> dict[str, int]:
         where = f"{exception[:160]} at {ours[-1][:200]}"
         found[where] = found.get(where, 0) + 1
     return found
+
+
+def openai_error(body: bytes) -> dict[str, Any] | None:
+    """The ``error`` object of an OpenAI error body, or None when the body is not one."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    error = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(error, dict) or not isinstance(error.get("message"), str):
+        return None
+    return error if isinstance(error.get("type"), str) else None
+
+
+# 5xx that tiergate answers on purpose: a cascade that ran out, a stream cut, a store down.
+OWN_5XX_CODES = {"ledger_unavailable", "limits_unavailable", "stream_interrupted"}
+
+
+def not_its_own_5xx(status: int, body: bytes, path: str) -> bool:
+    """Whether a 5xx is a fault of the gateway (500, or a 5xx that is none of its answers)."""
+    if status < 500:
+        return False
+    error = openai_error(body)
+    own = error is not None and (
+        error.get("type") == "upstream_error" or error.get("code") in OWN_5XX_CODES
+    )
+    return status == 500 or not (own or (path == "/ready" and status == 503))
 
 
 class _UpstreamThread:

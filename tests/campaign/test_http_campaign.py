@@ -28,7 +28,7 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
-from tests.campaign.conftest import LiveGateway
+from tests.campaign.conftest import LiveGateway, not_its_own_5xx, openai_error
 
 # Placeholders in drawn headers, replaced by the live gateway's secrets when sent.
 KEY = b"<KEY>"
@@ -271,22 +271,6 @@ def send(gateway: LiveGateway, request: RawRequest) -> Answer:
         return Answer(response.status, body)
 
 
-def openai_error(body: bytes) -> dict[str, Any] | None:
-    """The ``error`` object of an OpenAI error body, or None when the body is not one."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return None
-    error = data.get("error") if isinstance(data, dict) else None
-    if not isinstance(error, dict) or not isinstance(error.get("message"), str):
-        return None
-    return error if isinstance(error.get("type"), str) else None
-
-
-# 5xx that tiergate answers on purpose: a cascade that ran out, a stream cut, a store down.
-OWN_5XX_CODES = {"ledger_unavailable", "limits_unavailable", "stream_interrupted"}
-
-
 def problems_of(request: RawRequest, answer: Answer) -> list[tuple[str, str]]:
     """What is wrong with ``answer`` to ``request``: (kind, detail) pairs, none when all is well.
 
@@ -299,13 +283,8 @@ def problems_of(request: RawRequest, answer: Answer) -> list[tuple[str, str]]:
     path = request.path.split(b"?", 1)[0]
     error = openai_error(answer.body)
     detail = f"{status} on {path[:60]!r}: {answer.body[:200]!r}"
-    if status >= 500:
-        own = error is not None and (
-            error.get("type") == "upstream_error" or error.get("code") in OWN_5XX_CODES
-        )
-        ready = path == b"/ready" and status == 503
-        if status == 500 or not (own or ready):
-            found.append((f"{status} from tiergate itself", detail))
+    if not_its_own_5xx(status, answer.body, path.decode("latin-1")):
+        found.append((f"{status} from tiergate itself", detail))
     if path.startswith(b"/v1/") and status >= 400 and request.method != "HEAD" and error is None:
         found.append((f"{status} on /v1/ not in OpenAI's error shape", detail))
     return found

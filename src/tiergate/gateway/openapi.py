@@ -14,7 +14,7 @@ field of an OpenAI request is forwarded untouched, so the schemas allow addition
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Literal
@@ -23,6 +23,7 @@ import orjson
 from aiohttp import web
 
 from tiergate._version import __version__
+from tiergate.gateway.state import STATE
 from tiergate.ledger.report import GroupBy
 
 Access = Literal["client", "admin", "public"]
@@ -58,6 +59,13 @@ def _json(name: str) -> Mapping[str, Schema]:
 
 
 _ANY_JSON: Mapping[str, Schema] = {"application/json": {"type": "object"}}
+# A stream is described by one of its events (as OpenAPI 3.2's itemSchema would, and as
+# schemathesis reads it): a ``data:`` line holding a chunk's JSON, an error's, or ``[DONE]``.
+_SSE_EVENT: Schema = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {"data": {"type": "string"}, "event": {"type": "string"}},
+}
 _PROXIED = (400, 401, 403, 404, 413, 429, 502, 503, 504)
 
 OPERATIONS: Mapping[tuple[str, str], Operation] = {
@@ -65,7 +73,7 @@ OPERATIONS: Mapping[tuple[str, str], Operation] = {
         "Chat completion, down the fleet's cascade",
         "openai",
         "client",
-        {"200": {**_ANY_JSON, "text/event-stream": {"type": "string"}}},
+        {"200": {**_ANY_JSON, "text/event-stream": _SSE_EVENT}},
         _PROXIED,
         body="ChatCompletionRequest",
         description="With `stream: true` the answer is server-sent events.",
@@ -74,7 +82,7 @@ OPERATIONS: Mapping[tuple[str, str], Operation] = {
         "Text completion, down the fleet's cascade",
         "openai",
         "client",
-        {"200": {**_ANY_JSON, "text/event-stream": {"type": "string"}}},
+        {"200": {**_ANY_JSON, "text/event-stream": _SSE_EVENT}},
         _PROXIED,
         body="CompletionRequest",
     ),
@@ -89,7 +97,7 @@ OPERATIONS: Mapping[tuple[str, str], Operation] = {
     ("GET", "/v1/models"): Operation(
         "Every model name a client may request", "openai", "client", {"200": _json("ModelList")}
     ),
-    ("GET", "/v1/models/{id}"): Operation(
+    ("GET", "/v1/models/{model}"): Operation(
         "One model name a client may request",
         "openai",
         "client",
@@ -270,8 +278,12 @@ _SECURITY: Mapping[Access, list[dict[str, list[str]]]] = {
 }
 
 
-def openapi_document(app: web.Application) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of every route ``app`` serves."""
+def openapi_document(app: web.Application, models: Sequence[str] = ()) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of every route ``app`` serves.
+
+    ``models``, the names the fleet serves, become the enum of the requests' ``model``: any
+    other name is answered 404 ``model_not_found``.
+    """
     paths: dict[str, dict[str, Any]] = {}
     for route in app.router.routes():
         path = route.resource.canonical if route.resource is not None else None
@@ -288,7 +300,7 @@ def openapi_document(app: web.Application) -> dict[str, Any]:
         },
         "paths": dict(sorted(paths.items())),
         "components": {
-            "schemas": dict(SCHEMAS),
+            "schemas": _schemas(models),
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
@@ -299,9 +311,20 @@ def openapi_document(app: web.Application) -> dict[str, Any]:
 
 async def openapi_json(request: web.Request) -> web.Response:
     """``GET /openapi.json``: the gateway's API as an OpenAPI 3.1 document."""
-    return web.Response(
-        body=orjson.dumps(openapi_document(request.app)), content_type="application/json"
-    )
+    # Built on each request: the fleet's model names change on reload.
+    document = openapi_document(request.app, tuple(request.app[STATE].router.entries))
+    return web.Response(body=orjson.dumps(document), content_type="application/json")
+
+
+def _schemas(models: Sequence[str]) -> dict[str, Schema]:
+    schemas = dict(SCHEMAS)
+    if not models:
+        return schemas
+    model = {"type": "string", "enum": list(models), "description": "a name of GET /v1/models"}
+    for name in ("ChatCompletionRequest", "CompletionRequest", "EmbeddingRequest"):
+        schema = schemas[name]
+        schemas[name] = {**schema, "properties": {**schema["properties"], "model": model}}
+    return schemas
 
 
 def _undescribed(handler: Any) -> Operation:
