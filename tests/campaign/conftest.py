@@ -75,7 +75,8 @@ class LiveGateway:
         for secret in self.secrets:
             for line in text.splitlines():
                 if secret in line:
-                    problems.append(f"a secret in the log: {line[:300]}")
+                    shown = line.replace(secret, "<the secret>")[:300]
+                    problems.append(f"a secret in the log: {shown}")
                     break
         return problems
 
