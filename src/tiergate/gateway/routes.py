@@ -26,6 +26,7 @@ from tiergate.gateway.governance import (
 from tiergate.gateway.headers import NO_HEADERS, ClientHeaders, client_headers
 from tiergate.gateway.inbound import ClientRequest, parse_request
 from tiergate.gateway.openai_errors import OpenAIError
+from tiergate.gateway.openapi import openapi_json
 from tiergate.gateway.relay import StreamResult, relay_stream
 from tiergate.gateway.router import Router
 from tiergate.gateway.state import STATE, GatewayState
@@ -378,3 +379,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/openapi.json", openapi_json)
