@@ -30,6 +30,7 @@ from tiergate.gateway.app import create_app
 from tiergate.gateway.server import _reload
 from tiergate.gateway.state import STATE
 from tiergate.spec import parse_fleet
+from tiergate.spec.loader import MAX_SPEC_BYTES
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = {path.name: path.read_text() for path in sorted((ROOT / "examples").glob("*.yaml"))}
@@ -175,7 +176,8 @@ def problems_of(outcome: Outcome, path: str, data: bytes) -> list[tuple[str, str
     for file, line, _column, field_path, message in outcome.issues:
         if file != path:
             found.append(("an issue names another file", f"{file}: {message}"))
-        if text and line < 1:
+        # A file over the size limit is refused whole, before any line is read.
+        if text and line < 1 and len(data) <= MAX_SPEC_BYTES:
             found.append((f"an issue without a line: {message[:40]}", f"{field_path}: {message}"))
     return found
 
