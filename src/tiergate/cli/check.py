@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from tiergate.cli.options import fleet_file_option, format_option
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -15,24 +17,14 @@ if TYPE_CHECKING:
 
 @click.command("check")
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False))
-@click.option(
-    "-c",
-    "--fleet",
-    "fleet_options",
+@fleet_file_option(
+    dest="fleet_options",
+    required=False,
     multiple=True,
-    metavar="FILE",
-    type=click.Path(dir_okay=False),
     help="A file to check, as the other commands name their fleet (repeatable; files may "
     "also be given as arguments).",
 )
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="table for people, json for machines.",
-)
+@format_option()
 def command(files: tuple[str, ...], fleet_options: tuple[str, ...], output_format: str) -> None:
     """Validate fleet spec FILES and print the resolved cascade.
 

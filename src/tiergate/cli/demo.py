@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from tiergate.cli.options import fleet_file_option, format_option
+
 DEFAULT_TRACE = Path("examples/traces/AzureLLMInferenceTrace_code.csv")
 DEFAULT_FLEET = Path("examples/demo-fleet.yaml")
 
@@ -42,22 +44,15 @@ DEFAULT_FLEET = Path("examples/demo-fleet.yaml")
     help="How much faster than the trace to replay (the emulated GPUs run as much faster).",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Prompts and emulators.")
-@click.option(
-    "-c",
-    "--fleet",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
+@fleet_file_option(
+    dest="fleet",
+    required=False,
+    path_type=Path,
     help="A 3-tier fleet taking its base URLs from ${TIERGATE_DEMO_ONPREM_URL}, "
     f"${{TIERGATE_DEMO_CLOUD_URL}} and ${{TIERGATE_DEMO_API_URL}}.  [default: {DEFAULT_FLEET}]",
 )
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="The final summary: tables, or one JSON object on stdout (the progress then goes "
-    "to stderr).",
+@format_option(
+    "The final summary: tables, or one JSON object on stdout (the progress then goes to stderr).",
 )
 def command(
     *,

@@ -7,18 +7,15 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from tiergate.cli.options import fleet_file_option, format_option
 from tiergate.ledger.keys import MAX_BUDGET_USD, MAX_PER_MINUTE
 
 if TYPE_CHECKING:
     from tiergate.ledger.records import KeyRecord
     from tiergate.ledger.store import LedgerStore
 
-_FLEET = click.option(
-    "-c",
-    "--fleet",
-    "fleet_path",
-    required=True,
-    type=click.Path(dir_okay=False, exists=True),
+_FLEET = fleet_file_option(
+    exists=True,
     help="The fleet spec (its governance.ledger.store says where keys live).",
 )
 _STORE = click.option("--store", default=None, help="A store URL overriding the fleet's.")
@@ -86,14 +83,7 @@ def create(fleet_path: str, store: str | None, **settings: Any) -> None:
 @command.command("list")
 @_FLEET
 @_STORE
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="table for people, json for machines.",
-)
+@format_option()
 def list_keys(fleet_path: str, store: str | None, output_format: str) -> None:
     """List keys (ids and settings, never the keys)."""
     keys: list[KeyRecord] = _run(fleet_path, store, lambda s: s.list_keys())

@@ -13,6 +13,29 @@ F = TypeVar("F", bound=Callable[..., Any])
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
+def fleet_file_option(
+    *,
+    help: str,
+    dest: str = "fleet_path",
+    required: bool = True,
+    multiple: bool = False,
+    exists: bool = False,
+    path_type: type | None = None,
+) -> Callable[[F], F]:
+    """``-c/--fleet FILE``: the option every command that reads a fleet spec names it by."""
+    return click.option(
+        "-c",
+        "--fleet",
+        dest,
+        required=required,
+        multiple=multiple,
+        default=None,
+        metavar="FILE",
+        type=click.Path(dir_okay=False, exists=exists, path_type=path_type),
+        help=help,
+    )
+
+
 def fleet_option(*, help: str, required: bool = True) -> Callable[[F], F]:
     """``-c/--fleet FILE``, passed as ``fleet``; ``--config`` stays as a hidden alias, so
     that scripts written for the older name keep working."""
@@ -24,18 +47,31 @@ def fleet_option(*, help: str, required: bool = True) -> Callable[[F], F]:
             hidden=True,
             type=click.Path(dir_okay=False, path_type=Path),
         )(function)
-        function = click.option(
-            "-c",
-            "--fleet",
-            "fleet",
-            default=None,
-            type=click.Path(dir_okay=False, path_type=Path),
-            metavar="FILE",
+        option = fleet_file_option(
             help=help + ("  [required]" if required else ""),
-        )(function)
-        return _merge_alias(function, required=required)
+            dest="fleet",
+            required=False,  # checked once the alias is folded in
+            path_type=Path,
+        )
+        return _merge_alias(option(function), required=required)
 
     return decorate
+
+
+def format_option(
+    help: str = "table for people, json for machines.",
+    *,
+    choices: tuple[str, ...] = ("table", "json"),
+) -> Callable[[F], F]:
+    """``--format table|json`` (passed as ``output_format``), defaulting to ``table``."""
+    return click.option(
+        "--format",
+        "output_format",
+        type=click.Choice(choices),
+        default=choices[0],
+        show_default=True,
+        help=help,
+    )
 
 
 def _merge_alias(function: F, *, required: bool) -> F:

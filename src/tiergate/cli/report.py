@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from tiergate.cli.options import fleet_file_option, format_option
 from tiergate.ledger.report import GroupBy
 
 if TYPE_CHECKING:
@@ -16,12 +17,8 @@ if TYPE_CHECKING:
 
 
 @click.command("report")
-@click.option(
-    "-c",
-    "--fleet",
-    "fleet_path",
-    default=None,
-    type=click.Path(dir_okay=False),
+@fleet_file_option(
+    required=False,
     help="The fleet spec: its governance.ledger.store and the tiers' GPU-hour prices.",
 )
 @click.option(
@@ -36,13 +33,7 @@ if TYPE_CHECKING:
     default=GroupBy.TEAM.value,
     show_default=True,
 )
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["table", "csv", "json"]),
-    default="table",
-    show_default=True,
-)
+@format_option("table for people, csv or json for machines.", choices=("table", "csv", "json"))
 def command(
     fleet_path: str | None, store: str | None, month: str | None, by: str, output_format: str
 ) -> None:

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from tiergate.cli.options import fleet_file_option, format_option
+
 if TYPE_CHECKING:
     from rich.table import Table
 
@@ -15,13 +17,7 @@ if TYPE_CHECKING:
 
 
 @click.command("scale")
-@click.option(
-    "-c",
-    "--fleet",
-    "fleet_path",
-    required=True,
-    metavar="FILE",
-    type=click.Path(dir_okay=False),
+@fleet_file_option(
     help="The fleet spec whose scaling section is sized.",
 )
 @click.option(
@@ -37,14 +33,7 @@ if TYPE_CHECKING:
 )
 @click.option("--port", default=9090, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--interval", default=5.0, show_default=True, type=click.FloatRange(0.5, 3600))
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="--dry-run's decisions: a table, or one JSON object per round.",
-)
+@format_option("--dry-run's decisions: a table, or one JSON object per round.")
 def command(
     *,
     fleet_path: str,
