@@ -17,7 +17,7 @@ from tests.gateway.helpers import HELLO, StartUpstreams, eventually, fleet_yaml,
 from tests.gateway.test_governance import create_key, governed
 from tests.gateway.test_serve_process import ServeProcess, StartServe, one_tier, serve
 from tests.gateway.upstream import PROMPT_TOKENS
-from tiergate.gateway.server import RestartBudget
+from tiergate.gateway.workers import RestartBudget
 
 __all__ = ["serve"]  # the fixture, shared with test_serve_process
 
@@ -32,8 +32,10 @@ def workers_of(server: ServeProcess) -> set[int]:
 
 def log_lines(server: ServeProcess) -> list[dict[str, Any]]:
     """The JSON log lines written so far (stderr is a file: every line is JSON)."""
+    text = server.log.read_text()
+    complete = text[: text.rfind("\n") + 1]  # a worker may be writing the last line now
     lines = []
-    for line in server.log.read_text().splitlines():
+    for line in complete.splitlines():
         if line.startswith("{"):
             lines.append(json.loads(line))
     return lines

@@ -43,7 +43,7 @@ async def test_serve_refuses_workers_with_per_process_budgets(tmp_path: Path) ->
 
 
 def test_only_limits_counted_in_each_process_keep_workers_out(tmp_path: Path) -> None:
-    from tiergate.gateway.governance import per_process_limits  # noqa: PLC0415 - new in #14
+    from tiergate.gateway.workers import per_process_limits  # noqa: PLC0415 - new in #14
 
     store = tmp_path / "ledger.db"
 

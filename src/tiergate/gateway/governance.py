@@ -9,8 +9,9 @@ settles the reservation to the actual cost. A request without an output limit ge
 ``governance.defaultMaxTokens`` written into it, so the bound holds. Rate limits count the same
 bound in their token estimate and settle it to the actual tokens.
 
-Budgets and limits of one process are not shared: :func:`per_process_limits` keeps
-``serve --workers N`` from multiplying them.
+Budgets and limits of one process are not shared:
+:func:`tiergate.gateway.workers.per_process_limits` keeps ``serve --workers N`` from
+multiplying them.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from tiergate.gateway.cascade import Skip
-from tiergate.gateway.generation import bounded, generation_bound
+from tiergate.gateway.generation import GenerationBound, generation_bound
 from tiergate.gateway.inbound import ClientRequest
 from tiergate.gateway.openai_errors import OpenAIError
 from tiergate.ledger.budget import Budget, BudgetBook, Refusal, Reservation, Window
@@ -41,7 +42,6 @@ from tiergate.providers.base import Usage
 from tiergate.spec import Fleet, Tier
 from tiergate.spec.governance import Governance
 from tiergate.telemetry.governance_metrics import GovernanceMetrics
-from tiergate.telemetry.tracing import TracingSettings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -89,6 +89,7 @@ class Admission:
     limits: list[Limit] = field(default_factory=list)
     tokens: int = 0  # the rate limiter's token estimate, settled to the actual count
     skipped: tuple[str, ...] = ()  # tiers of the cascade this key may not use
+    bound: GenerationBound | None = None  # what the request may generate, as counted
     warnings: list[str] = field(default_factory=list)
 
 
@@ -194,7 +195,7 @@ class GovernanceGate:
                 code="model_not_allowed",
             )
         self._check_store()
-        admission = Admission(identity, tiers)
+        admission = Admission(identity, tiers, bound=bound)
         if key is not None and key.models:
             admission.tiers, admission.skipped = self._allowed_tiers(key, tiers)
         tiers = admission.tiers
@@ -311,17 +312,6 @@ class GovernanceGate:
             name for name in tiers if name in allowed or self._fleet_tier(name).model in allowed
         )
         return usable, tuple(name for name in tiers if name not in usable)
-
-    def output_limit(self, request: ClientRequest) -> int:
-        """The most output tokens the request can produce, over all its choices: what it asks
-        (see :mod:`tiergate.gateway.generation`), else the default (which :meth:`bounded`
-        writes into it). Every byte of the body is at most one prompt token, so ``size``
-        bounds the prompt: the reservation is a bound, not an estimate."""
-        return generation_bound(request, self._settings.default_max_tokens).tokens
-
-    def bounded(self, request: ClientRequest) -> ClientRequest:
-        """``request`` with an output limit, so that its reservation holds."""
-        return bounded(request, generation_bound(request, self._settings.default_max_tokens))
 
     def _capped(self, amount: float) -> float:
         cap = self._settings.max_reservation_usd
@@ -479,25 +469,6 @@ def record_of(
     )
 
 
-def per_process_limits(fleet: Fleet, workers: int) -> str | None:
-    """Why ``fleet`` cannot be served by ``workers`` processes, or None when it can.
-
-    Without ``governance.redis``, budgets and rate limits are counted in each process: N
-    workers would each admit the whole of every limit, N times what it says. Keys can be given
-    a budget or limits at any time (``keys create``), so any fleet with keys counts, unless
-    keys are ``off`` and no budget or rate limit is set in the spec."""
-    settings = fleet.governance
-    if workers <= 1 or settings is None or settings.redis is not None:
-        return None
-    if settings.keys == "off" and not settings.budgets and not settings.rate_limits:
-        return None
-    return (
-        f"cannot start {workers} workers: budgets and rate limits without governance.redis "
-        f"are counted in each process, so every worker would allow the whole of each; set "
-        f"governance.redis (redis://HOST:PORT/DB) to share them, or serve with --workers 1"
-    )
-
-
 def create_gate(fleet: Fleet, metrics: GovernanceMetrics) -> GovernanceGate | None:
     """The gate of ``fleet``'s ``governance`` section (None without one)."""
     settings = fleet.governance
@@ -519,19 +490,3 @@ def create_gate(fleet: Fleet, metrics: GovernanceMetrics) -> GovernanceGate | No
         book = RedisBudgetBook.from_url(settings.redis, store.spend)
         limiter = RedisRateLimiter.from_url(settings.redis)
     return GovernanceGate(fleet, settings, store, book, limiter, metrics=metrics)
-
-
-def tracing_settings(fleet: Fleet) -> TracingSettings | None:
-    """The fleet's ``tracing`` section as the tracer's settings."""
-    spec = fleet.tracing
-    if spec is None:
-        return None
-    langfuse = spec.langfuse
-    return TracingSettings(
-        otlp_endpoint=spec.otlp_endpoint,
-        headers=spec.headers,
-        service_name=spec.service_name,
-        langfuse_host=langfuse.host if langfuse else None,
-        public_key=langfuse.public_key if langfuse else None,
-        secret_key=langfuse.secret_key if langfuse else None,
-    )

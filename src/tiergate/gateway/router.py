@@ -15,13 +15,13 @@ import aiohttp
 
 from tiergate.gateway.breaker import Breaker
 from tiergate.gateway.cascade import Skip, entry_points, skip_reason
-from tiergate.gateway.governance import create_gate, tracing_settings
+from tiergate.gateway.governance import create_gate
 from tiergate.gateway.health import HealthChecker
 from tiergate.gateway.saturation import SaturationMonitor
 from tiergate.providers import Endpoint, Provider, ProviderSetupError, Usage, create_provider
 from tiergate.spec import Fleet
 from tiergate.telemetry.metrics import BREAKER_STATE_VALUES, GatewayMetrics
-from tiergate.telemetry.tracing import create_tracing
+from tiergate.telemetry.tracing import TracingSettings, create_tracing
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class Router:
         self._health: HealthChecker | None = None
         self._saturation: SaturationMonitor | None = None
         self.governance = create_gate(fleet, metrics.governance)
-        settings = tracing_settings(fleet)
+        settings = _tracing_settings(fleet)
         self.tracing = create_tracing(settings)
         self.tracing_enabled = settings is not None
         self.stage_header = (
@@ -188,3 +188,19 @@ class Router:
     def _saturation_changed(self, name: str, saturated: bool) -> None:
         log.info("tier %s %s", name, "saturated: spilling over" if saturated else "has room again")
         self._metrics.saturated.labels(name).set(1 if saturated else 0)
+
+
+def _tracing_settings(fleet: Fleet) -> TracingSettings | None:
+    """The fleet's ``tracing`` section as the tracer's settings."""
+    spec = fleet.tracing
+    if spec is None:
+        return None
+    langfuse = spec.langfuse
+    return TracingSettings(
+        otlp_endpoint=spec.otlp_endpoint,
+        headers=spec.headers,
+        service_name=spec.service_name,
+        langfuse_host=langfuse.host if langfuse else None,
+        public_key=langfuse.public_key if langfuse else None,
+        secret_key=langfuse.secret_key if langfuse else None,
+    )

@@ -15,6 +15,7 @@ from tiergate.gateway import access_log
 from tiergate.gateway.admin import add_admin_routes
 from tiergate.gateway.body import read_body
 from tiergate.gateway.dispatch import AttemptDone, AttemptObserver, Served, run_cascade
+from tiergate.gateway.generation import bounded
 from tiergate.gateway.governance import (
     ANONYMOUS,
     Admission,
@@ -244,8 +245,8 @@ async def _admit(
     outcome.admission = admission
     if admission.warnings:
         headers["x-tiergate-budget-warning"] = "; ".join(admission.warnings)
-    if admission.reservation is not None:
-        client = gate.bounded(client)
+    if admission.reservation is not None and admission.bound is not None:
+        client = bounded(client, admission.bound)  # the output limit the reservation counted
     return client, admission.tiers
 
 

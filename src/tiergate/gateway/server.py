@@ -6,23 +6,16 @@ import asyncio
 import logging
 import os
 import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import time
-from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
 
 from tiergate.errors import SpecError, StoreUnavailableError
 from tiergate.gateway.app import create_app, reload
-from tiergate.gateway.governance import per_process_limits
 from tiergate.gateway.protocol import GatewayRunner
+from tiergate.gateway.workers import per_process_limits, supervise
 from tiergate.spec import Fleet, load_fleet
-from tiergate.telemetry.metrics import MULTIPROCESS_ENV
 
 log = logging.getLogger("tiergate.serve")
 
@@ -106,7 +99,7 @@ def run(path: Path, host: str, port: int, workers: int, *, log_level: str = "inf
         log.error("%s", refusal)
         return 2
     if workers > 1:
-        return _supervise(path, host, port, workers, log_level)
+        return supervise(path, host, port, workers, log_level)
     reuse_port = os.environ.get("TIERGATE_REUSE_PORT") == "1"
     runner = _event_loop_runner()
     try:
@@ -124,98 +117,3 @@ def _event_loop_runner() -> asyncio.Runner:
     except ImportError:
         return asyncio.Runner()
     return asyncio.Runner(loop_factory=uvloop.new_event_loop)
-
-
-POLL_S = 0.1  # how often the supervisor looks for workers that died
-
-
-@dataclass(slots=True)
-class RestartBudget:
-    """Whether a worker that died may be started again: yes, unless workers died more than
-    ``limit`` times within ``window_s``; then every start fails (the port, the spec, a store)
-    and restarting would only spin."""
-
-    limit: int = 3
-    window_s: float = 60.0
-    deaths: deque[float] = field(default_factory=deque)
-
-    def allows(self, now: float) -> bool:
-        """Count a death at ``now`` (monotonic seconds); whether a restart may follow."""
-        self.deaths.append(now)
-        while self.deaths and self.deaths[0] <= now - self.window_s:
-            self.deaths.popleft()
-        return len(self.deaths) <= self.limit
-
-
-def _supervise(path: Path, host: str, port: int, workers: int, log_level: str) -> int:
-    """Run ``workers`` single-worker processes sharing the port (SO_REUSEPORT) at
-    ``log_level``; start again one that dies; forward SIGHUP and SIGTERM to them; exit when
-    they have all exited after SIGTERM (or SIGINT), or with 1 when they keep dying.
-
-    The workers share one metrics directory, so that each one's ``/metrics`` reports them all.
-    """
-    if port != 0:
-        # Workers bind with SO_REUSEPORT, which another such server on the port does not stop:
-        # a plain bind first, so that a taken port fails here, once, instead of in every worker.
-        socket.create_server((host, port)).close()
-    command = [sys.executable, "-m", "tiergate", "serve", "-c", str(path), "--host", host]
-    command += ["--port", str(port), "--workers", "1", "--log-level", log_level]
-    with tempfile.TemporaryDirectory(prefix="tiergate-metrics-") as metrics_dir:
-        env = {**os.environ, "TIERGATE_REUSE_PORT": "1", MULTIPROCESS_ENV: metrics_dir}
-        children = [subprocess.Popen(command, env=env) for _ in range(workers)]
-        stopping = False
-
-        def forward(signum: int, _frame: object) -> None:
-            nonlocal stopping
-            stopping = stopping or signum != signal.SIGHUP
-            for child in children:
-                if child.poll() is None:
-                    child.send_signal(signum)
-
-        for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, forward)
-        budget = RestartBudget()
-        while not (stopping and all(child.poll() is not None for child in children)):
-            time.sleep(POLL_S)
-            for index, child in enumerate(children):
-                status = child.poll()
-                if status is None or stopping:
-                    continue
-                _forget_worker(child.pid, metrics_dir)
-                if not budget.allows(time.monotonic()):
-                    log.error(
-                        "worker %d %s; %d workers died within %.0f s: giving up",
-                        child.pid,
-                        _how_it_ended(status),
-                        len(budget.deaths),
-                        budget.window_s,
-                    )
-                    forward(signal.SIGTERM, None)
-                    for other in children:
-                        other.wait()
-                    return 1
-                children[index] = subprocess.Popen(command, env=env)
-                log.warning(
-                    "worker %d %s; started worker %d in its place",
-                    child.pid,
-                    _how_it_ended(status),
-                    children[index].pid,
-                )
-                if stopping:  # SIGTERM came while it started
-                    children[index].send_signal(signal.SIGTERM)
-        statuses = [child.wait() for child in children]
-    return max(statuses, default=0)
-
-
-def _how_it_ended(status: int) -> str:
-    """A worker's exit status in words: a negative status is the signal that killed it."""
-    if status < 0:
-        return f"was killed by {signal.Signals(-status).name}"
-    return f"exited with status {status}"
-
-
-def _forget_worker(pid: int, metrics_dir: str) -> None:
-    """Drop a dead worker's live gauges (requests in flight) from the shared metrics."""
-    from prometheus_client import multiprocess  # noqa: PLC0415 - only with --workers
-
-    multiprocess.mark_process_dead(pid, metrics_dir)  # type: ignore[no-untyped-call]
