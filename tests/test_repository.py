@@ -31,6 +31,7 @@ def test_no_tracked_file_cites_the_shared_folder_beside_the_project() -> None:
         str(path.relative_to(ROOT))
         for path in _tracked_text_files()
         if path.is_file()
+        and path != Path(__file__)  # its patterns name what they look for
         and re.search(
             r"\.\./shared/|shared/reference/|``reference/", path.read_text(errors="replace")
         )

@@ -41,6 +41,11 @@ def log_lines(server: ServeProcess) -> list[dict[str, Any]]:
     return lines
 
 
+def serving(server: ServeProcess) -> set[int]:
+    """The pids of the workers that have logged that they are serving."""
+    return {line["pid"] for line in log_lines(server) if line["message"].startswith("serving ")}
+
+
 async def test_a_killed_worker_is_started_again_and_logged(
     upstreams: StartUpstreams, serve: StartServe
 ) -> None:
@@ -48,6 +53,8 @@ async def test_a_killed_worker_is_started_again_and_logged(
     server = await serve(one_tier(a), "--workers", "2")
     await eventually(lambda: len(workers_of(server)) == 2, what="two workers")
     before = workers_of(server)
+    # Both listening first: killed alone, the only one listening would leave the port shut.
+    await eventually(lambda: before <= serving(server), timeout_s=20.0, what="both serving")
     victim = min(before)
     os.kill(victim, signal.SIGKILL)
 
@@ -64,6 +71,8 @@ async def test_a_killed_worker_is_started_again_and_logged(
     await eventually(lambda: len(restarts()) == 1, what="the restart logged")
     assert restarts()[0]["level"] == "WARNING"
     assert restarts()[0]["logger"] == "tiergate.serve"
+    after = workers_of(server)
+    await eventually(lambda: after <= serving(server), timeout_s=20.0, what="the new one serving")
     for _ in range(10):  # the port keeps serving, whichever worker takes the connection
         status, _ = await server.chat()
         assert status == 200
