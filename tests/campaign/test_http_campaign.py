@@ -25,9 +25,10 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from hypothesis import HealthCheck, Phase, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
+from tests.campaign.bounds import campaign_settings
 from tests.campaign.conftest import LiveGateway, not_its_own_5xx, openai_error
 
 # Placeholders in drawn headers, replaced by the live gateway's secrets when sent.
@@ -333,14 +334,7 @@ def test_hostile_requests_get_no_5xx_no_traceback_and_no_secret_in_logs(
             exited = f"the gateway exited {live_gateway.proc.returncode}"
             failures.setdefault("exited", (exited, request))
 
-    @settings(
-        max_examples=MAX_EXAMPLES,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        phases=[Phase.explicit, Phase.generate],  # every example is checked: nothing to shrink
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
+    @campaign_settings(MAX_EXAMPLES)
     @given(raw_requests())
     def campaign(request: RawRequest) -> None:
         check(request)

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from hypothesis import HealthCheck, Phase, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
+from tests.campaign.bounds import campaign_settings
 from tests.campaign.spec_worker import Outcome, SpecLoader
 from tests.gateway.helpers import fleet_yaml, refused_url, tier
 from tiergate.gateway.app import create_app
@@ -185,14 +186,7 @@ def problems_of(outcome: Outcome, path: str, data: bytes) -> list[tuple[str, str
 def test_hostile_specs_raise_only_spec_errors_naming_file_and_line(loader: SpecLoader) -> None:
     failures: dict[str, list[tuple[str, bytes]]] = {}
 
-    @settings(
-        max_examples=MAX_EXAMPLES,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        phases=[Phase.explicit, Phase.generate],  # every example is checked: nothing to shrink
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
+    @campaign_settings(MAX_EXAMPLES)
     @given(st.one_of(mutated_specs(), _synthesized))
     def campaign(data: bytes) -> None:
         outcome, path = loader.load(data)
@@ -229,14 +223,7 @@ def test_sighup_reload_of_hostile_specs_never_raises_and_keeps_serving(
     failures: dict[str, tuple[str, bytes]] = {}
     spec = tmp_path / "fleet.yaml"
 
-    @settings(
-        max_examples=40,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        phases=[Phase.explicit, Phase.generate],
-        suppress_health_check=[HealthCheck.too_slow],
-    )
+    @campaign_settings(40)
     @given(mutated_specs({"loopback.yaml": LOOPBACK}))
     def campaign(data: bytes) -> None:
         spec.write_bytes(data)

@@ -20,7 +20,7 @@ from tests.gateway.helpers import (
     refused_url,
     tier,
 )
-from tests.gateway.tiny import StartTiny
+from tests.gateway.tiny import StartTiny, fixed_reply
 
 TIMEOUT_REASONS = {"timeout", "first_byte_timeout"}
 
@@ -441,11 +441,7 @@ async def test_a_200_whose_body_is_not_a_json_object_falls_back(
     body: bytes,
     content_type: str,
 ) -> None:
-    async def garbage(request: web.Request) -> web.Response:
-        await request.read()
-        return web.Response(body=body, content_type=content_type)
-
-    bad = await tiny_upstream(garbage)
+    bad = await tiny_upstream(fixed_reply(body, content_type))
     (b,) = await upstreams("b")
     gw = await gateway(fleet_yaml([tier("a", bad), tier("b", b)]))
 

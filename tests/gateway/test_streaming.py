@@ -23,7 +23,7 @@ from tests.gateway.helpers import (
     refused_url,
     tier,
 )
-from tests.gateway.tiny import StartTiny, chunk_event, hold
+from tests.gateway.tiny import StartTiny, chunk_event, fixed_reply, hold
 from tests.gateway.upstream import FakeUpstream
 
 
@@ -400,11 +400,7 @@ async def test_a_200_that_is_no_event_stream_falls_back_before_the_commit_point(
     body: bytes,
     content_type: str,
 ) -> None:
-    async def not_a_stream(request: web.Request) -> web.Response:
-        await request.read()
-        return web.Response(body=body, content_type=content_type)
-
-    bad = await tiny_upstream(not_a_stream)
+    bad = await tiny_upstream(fixed_reply(body, content_type))
     (b,) = await upstreams("b")
     gw = await gateway(fleet_yaml([tier("a", bad), tier("b", b)]))
 

@@ -4,7 +4,8 @@
 ``url = await tiny_upstream(handler)`` serves ``handler`` for ``POST /v1/chat/completions`` on
 a free loopback port and returns the base URL (``http://127.0.0.1:PORT/v1``) for a tier.
 tests/gateway/conftest.py registers the fixture. ``hold(request)`` keeps a handler silent
-until the gateway hangs up; ``chunk_event(text)`` is one chat-completion chunk as SSE.
+until the gateway hangs up; ``fixed_reply(body, type)`` answers 200 with ``body``;
+``chunk_event(text)`` is one chat-completion chunk as SSE.
 """
 
 from __future__ import annotations
@@ -36,6 +37,16 @@ async def tiny_upstream() -> AsyncIterator[StartTiny]:
     yield start
     for runner in runners:
         await runner.cleanup()
+
+
+def fixed_reply(body: bytes, content_type: str) -> Handler:
+    """A handler that reads the request and answers 200 with ``body``, whatever was asked."""
+
+    async def reply(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(body=body, content_type=content_type)
+
+    return reply
 
 
 async def hold(request: web.Request, *, at_most_s: float = 10.0) -> None:
