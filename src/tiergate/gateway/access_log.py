@@ -2,8 +2,8 @@
 
 The line carries what an operator asks of a request (who, which model, which tier served it
 after how many attempts, status, latency, tokens, cost) as fields; the logging setup of the
-CLI writes them as JSON keys off a terminal and as words on one. It names a key by its id,
-never the key itself.
+CLI writes them as JSON keys off a terminal and as ``name=value`` words on one. It names a key
+by its id, never the key itself.
 """
 
 from __future__ import annotations
@@ -58,7 +58,5 @@ def log_request(request_id: str, outcome: Finished, *, tier: str | None, cost: f
         "cost_usd": round(cost, 8),
         "error": outcome.error,
     }
-    log.info(
-        " ".join(f"{name}={value}" for name, value in fields.items() if value is not None),
-        extra={FIELDS: fields},
-    )
+    # The fields are the line: the formatter writes them as JSON keys or as name=value words.
+    log.info("request", extra={FIELDS: fields})
