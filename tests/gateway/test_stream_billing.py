@@ -98,3 +98,23 @@ async def test_a_stream_the_upstream_breaks_is_billed_for_what_was_relayed(
     assert (record.tier, record.error) == ("a", "stream_reset")
     assert record.output_tokens == 3
     assert record.cost_usd > 0
+
+
+async def test_a_request_the_client_abandons_before_its_answer_is_a_499_not_a_500(
+    upstreams: StartUpstreams, served: Serve, tmp_path: Path
+) -> None:
+    (a,) = await upstreams("a")
+    a.stall_s = 5.0  # the answer would come long after the client has gone
+    store = tmp_path / "ledger.db"
+    url = await served(governed([tier("a", a, pricing=PRICE)], store))
+
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.3)) as http:
+        with pytest.raises(TimeoutError):
+            await http.post(url + CHAT, json={"model": "a", "messages": HELLO})
+
+    (record,) = await ledger(store, 1)
+    assert (record.status, record.error) == (499, "client_closed")
+    async with aiohttp.ClientSession() as http, http.get(url + "/metrics") as response:
+        text = await response.text()
+    assert metric(text, "tiergate_requests_total", status="499") == 1
+    assert metric(text, "tiergate_requests_total", status="500") == 0

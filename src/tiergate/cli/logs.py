@@ -2,8 +2,8 @@
 
 The format is decided once, here: plain text for a person at a terminal, one JSON object per
 line when stderr is a file or a pipe (a container's log, a collector). A record may carry
-structured ``fields`` (the access log does): JSON lines include them as keys, text lines
-append them as ``name=value`` words. Only the chosen format is built, once per line.
+structured ``lines`` (the access log's, one per request): JSON lines include their fields as
+keys, text lines append them as ``name=value`` words. Only the chosen format is built.
 """
 
 from __future__ import annotations
@@ -14,8 +14,11 @@ import sys
 import time
 from typing import Any
 
-# The attribute of a log record holding its structured fields (``extra={FIELDS: {...}}``).
-FIELDS = "fields"
+# The attribute of a log record holding structured lines (``extra={LINES: [(time, fields)]}``):
+# the access log writes the requests of one turn of the event loop as one record, a line each.
+LINES = "lines"
+
+Lines = list[tuple[float, dict[str, Any]]]
 
 
 def _json_dumps(line: dict[str, Any]) -> str:
@@ -33,49 +36,63 @@ else:
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per record: time, level, logger, message, and the record's fields."""
+    """One JSON object per line: time, level, logger, pid, message, and the line's fields."""
 
     def __init__(self) -> None:
         super().__init__()
         self._second = -1
         self._stamp = ""
 
-    def _time(self, record: logging.LogRecord) -> str:
-        second = int(record.created)
+    def _time(self, created: float) -> str:
+        second = int(created)
         if second != self._second:  # strftime once a second, not once a line
             self._second = second
             self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self._stamp}.{int(record.msecs):03d}Z"
+        return f"{self._stamp}.{int((created - second) * 1000):03d}Z"
 
-    def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "time": self._time(record),
+    def _line(self, record: logging.LogRecord, created: float, message: str) -> dict[str, Any]:
+        return {
+            "time": self._time(created),
             "level": record.levelname,
             "logger": record.name,
             "pid": record.process,  # which worker, under serve --workers
-            "message": record.getMessage(),
+            "message": message,
         }
-        fields = getattr(record, FIELDS, None)
-        if isinstance(fields, dict):
-            line.update(fields)
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        lines: Lines | None = getattr(record, LINES, None)
+        if lines is not None:
+            return "\n".join(
+                _json_dumps(self._line(record, created, message) | fields)
+                for created, fields in lines
+            )
+        line = self._line(record, record.created, message)
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return _json_dumps(line)
 
 
 class TextFormatter(logging.Formatter):
-    """``time level logger: message``, then a record's fields as ``name=value`` words."""
+    """``time level logger: message``; structured lines add their fields as ``name=value``."""
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
-        fields = getattr(record, FIELDS, None)
-        if not isinstance(fields, dict):
-            return text
-        words = " ".join(f"{name}={value}" for name, value in fields.items() if value is not None)
-        return f"{text} {words}"
+        lines: Lines | None = getattr(record, LINES, None)
+        if lines is None:
+            return super().format(record)
+        message = record.getMessage()
+        return "\n".join(
+            f"{self._stamp(created)} {record.levelname} {record.name}: {message} "
+            + " ".join(f"{name}={value}" for name, value in fields.items() if value is not None)
+            for created, fields in lines
+        )
+
+    def _stamp(self, created: float) -> str:
+        stamp = time.strftime(self.default_time_format, time.localtime(created))
+        return f"{stamp},{int((created - int(created)) * 1000):03d}"  # as asctime reads
 
 
 def setup(level: str, *, json_lines: bool | None = None) -> None:

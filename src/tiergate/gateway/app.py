@@ -9,7 +9,6 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from tiergate.gateway.middleware import openai_error_shape
 from tiergate.gateway.protocol import server_options
 from tiergate.gateway.router import Router
 from tiergate.gateway.routes import add_routes
@@ -30,7 +29,6 @@ def create_app(
     # The body limit is enforced per request from the fleet (it can change on reload).
     app = web.Application(
         client_max_size=1 << 40,
-        middlewares=[openai_error_shape],
         handler_args=server_options(fleet.gateway),
     )
     gateway_metrics = metrics or GatewayMetrics()
@@ -65,3 +63,4 @@ async def _stop(app: web.Application) -> None:
     for task in list(app[STATE].retiring):
         await task
     await app[STATE].router.close()
+    app[STATE].access.flush()  # the lines of the last requests drained

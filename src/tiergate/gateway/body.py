@@ -93,6 +93,31 @@ def _decoder(header: str | None) -> _Decoder:
     )
 
 
+class _Decoded:
+    """The decoded body so far, refused (413) the moment raw or decoded bytes pass ``limit``."""
+
+    def __init__(self, decoder: _Decoder, limit: int, too_large: OpenAIError) -> None:
+        self._decoder = decoder
+        self._limit = limit
+        self._too_large = too_large
+        self._parts: list[bytes] = []
+        self._raw = self._size = 0
+
+    def add(self, chunk: bytes) -> None:
+        self._raw += len(chunk)
+        if self._raw > self._limit:
+            raise self._too_large
+        part = self._decoder.feed(chunk, self._limit - self._size + 1)
+        self._size += len(part)
+        if self._size > self._limit:
+            raise self._too_large
+        self._parts.append(part)
+
+    def end(self) -> bytes:
+        self._decoder.end()
+        return b"".join(self._parts)
+
+
 async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes:
     """The decoded body of ``request``.
 
@@ -109,20 +134,16 @@ async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes
     length = request.content_length
     if length is not None and length > limit:
         raise too_large
-    parts: list[bytes] = []
-    raw = size = 0
+    body = _Decoded(decoder, limit, too_large)
+    content = request.content
     try:
-        async with asyncio.timeout(timeout_s):
-            async for chunk in request.content.iter_chunked(_CHUNK_BYTES):
-                raw += len(chunk)
-                if raw > limit:
-                    raise too_large
-                part = decoder.feed(chunk, limit - size + 1)
-                size += len(part)
-                if size > limit:
-                    raise too_large
-                parts.append(part)
-        decoder.end()
+        if content.is_eof():  # the whole body came with the headers: no wait, so no timer
+            body.add(content.read_nowait())
+        else:
+            async with asyncio.timeout(timeout_s):
+                async for chunk in content.iter_chunked(_CHUNK_BYTES):
+                    body.add(chunk)
+        return body.end()
     except TimeoutError as exc:
         raise OpenAIError(
             408,
@@ -133,4 +154,3 @@ async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes
         raise OpenAIError(
             400, f"The request body could not be decoded: {exc}.", code="invalid_encoding"
         ) from exc
-    return b"".join(parts)

@@ -287,7 +287,9 @@ def openapi_document(app: web.Application, models: Sequence[str] = ()) -> dict[s
     paths: dict[str, dict[str, Any]] = {}
     for route in app.router.routes():
         path = route.resource.canonical if route.resource is not None else None
-        if path is None or route.method == "HEAD":
+        # HEAD: aiohttp's implicit one of each GET; "*": the catch-alls answering what no
+        # operation takes (tiergate.gateway.unrouted), not operations of their own.
+        if path is None or route.method in ("HEAD", "*"):
             continue
         described = OPERATIONS.get((route.method, path)) or _undescribed(route.handler)
         paths.setdefault(path, {})[route.method.lower()] = _operation(route.method, path, described)

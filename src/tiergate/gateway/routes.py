@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -11,7 +12,6 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from tiergate.gateway import access_log
 from tiergate.gateway.admin import add_admin_routes
 from tiergate.gateway.body import read_body
 from tiergate.gateway.dispatch import AttemptDone, AttemptObserver, Served, run_cascade
@@ -31,10 +31,13 @@ from tiergate.gateway.openapi import openapi_json
 from tiergate.gateway.relay import StreamResult, relay_stream
 from tiergate.gateway.router import Router
 from tiergate.gateway.state import STATE, GatewayState
+from tiergate.gateway.unrouted import add_unrouted
 from tiergate.providers import Endpoint, Usage
 from tiergate.telemetry.tracing import RequestSpan
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+CLIENT_CLOSED = 499  # nginx's "client closed request": the status of a request nobody heard
 
 
 def proxy(endpoint: Endpoint) -> Handler:
@@ -73,6 +76,11 @@ def proxy(endpoint: Endpoint) -> Handler:
                 status=exc.status,
                 headers={**headers, **exc.headers, "Content-Type": "application/json"},
             )
+        except asyncio.CancelledError:
+            # The client went away before its answer (aiohttp cancels the handler), or the
+            # drain ran out: recorded as nginx's 499, not as a 500 of the gateway.
+            outcome.status, outcome.error = CLIENT_CLOSED, "client_closed"
+            raise
         finally:
             outcome.latency_s = router.clock() - start
             state.metrics.in_flight.dec()
@@ -96,7 +104,7 @@ def proxy(endpoint: Endpoint) -> Handler:
                     ttft_s=outcome.ttft_s,
                     error=outcome.error,
                 )
-            access_log.log_request(request_id, outcome, tier=served, cost=cost)
+            state.access.record(request_id, outcome, tier=served, cost=cost)
 
     return handle
 
@@ -297,7 +305,7 @@ async def _stream(
             state.metrics.attempt_done(served.tier, f"stream_{result.failure}", None)
             outcome.error = f"stream_{result.failure}"
         if result.client_closed:
-            outcome.status = 499  # nginx's "client closed request": nobody got the rest
+            outcome.status = CLIENT_CLOSED  # nobody got the rest
             outcome.error = "client_closed"
         outcome.usage = result.billed_usage(client.body)
         _count_tokens(state, model, served.tier, outcome.usage)
@@ -381,3 +389,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/ready", ready)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi_json)
+    add_unrouted(app)  # last: it answers what the routes above do not take

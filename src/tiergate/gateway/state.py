@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from tiergate.gateway.access_log import AccessLog
 from tiergate.gateway.router import Router
 from tiergate.telemetry.metrics import GatewayMetrics
 
@@ -29,12 +30,13 @@ class RequestIds:
 
 @dataclass(slots=True)
 class GatewayState:
-    """The current router (swapped on reload) and the app's metrics."""
+    """The current router (swapped on reload), the app's metrics and its access log."""
 
     router: Router
     metrics: GatewayMetrics
     retiring: set[asyncio.Task[None]] = field(default_factory=set)
     request_ids: RequestIds = field(default_factory=RequestIds)
+    access: AccessLog = field(default_factory=AccessLog)
 
 
 STATE = web.AppKey("tiergate_state", GatewayState)

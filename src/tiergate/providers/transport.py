@@ -70,18 +70,70 @@ async def body_chunks(
     long before it, without cutting a long one that keeps sending.
     """
     content = response.content
-    while True:
-        timer = asyncio.timeout(idle_s)
+    watch = _IdleWatch(idle_s)
+    try:
+        while True:
+            try:
+                received = await watch.read(content)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                if watch.expired:
+                    raise UpstreamTimeoutError(tier, f"no data for {idle_s:g} s", "idle") from exc
+                translate(tier, exc)  # the session's own limits, or a broken connection
+            if not received:
+                return
+            yield received
+    finally:
+        watch.close()
+
+
+class _IdleWatch:
+    """Ends a read that has waited ``idle_s``, with one timer per ``idle_s`` rather than one
+    per read: a stream's reads are many and short, and a timer each cost more than the relay.
+
+    The timer, when it fires, ends the read in progress if it started ``idle_s`` ago, or
+    re-arms itself for when it would; between reads it lapses, and the next read arms it.
+    """
+
+    def __init__(self, idle_s: float) -> None:
+        self._idle_s = idle_s
+        self._loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None, "reads run in a task"
+        self._task = task
+        self._since: float | None = None  # when the read in progress started
+        self._timer: asyncio.TimerHandle | None = None
+        self.expired = False
+
+    async def read(self, content: aiohttp.StreamReader) -> bytes:
+        """``content.readany()``; :class:`TimeoutError` when it waited ``idle_s``."""
+        self._since = self._loop.time()
+        if self._timer is None:
+            self._timer = self._loop.call_at(self._since + self._idle_s, self._check)
         try:
-            async with timer:
-                received = await content.readany()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            if timer.expired():
-                raise UpstreamTimeoutError(tier, f"no data for {idle_s:g} s", "idle") from exc
-            translate(tier, exc)  # the session's own limits, or a broken connection
-        if not received:
+            return await content.readany()
+        except asyncio.CancelledError:
+            # Ours (expired), unless someone else cancelled the task too: theirs goes on.
+            if self.expired and self._task.uncancel() == 0:
+                raise TimeoutError from None
+            raise
+        finally:
+            self._since = None
+
+    def _check(self) -> None:
+        self._timer = None
+        if self._since is None:
             return
-        yield received
+        due = self._since + self._idle_s
+        if self._loop.time() >= due:
+            self.expired = True
+            self._task.cancel()
+        else:
+            self._timer = self._loop.call_at(due, self._check)
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 async def read_body(tier: str, response: aiohttp.ClientResponse) -> bytes:
