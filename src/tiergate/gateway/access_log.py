@@ -5,10 +5,10 @@ after how many attempts, status, latency, tokens, cost) as fields; the logging s
 CLI writes them as JSON keys off a terminal and as ``name=value`` words on one. It names a key
 by its id, never the key itself.
 
-Lines are written in batches, as nginx's ``access_log ... buffer=`` does: a request only
-appends its fields, and the lines of every request finished in one turn of the event loop go
-out as one log record (one formatter call, one write) at the end of that turn. A log record per
-request cost more than the rest of the gateway's own work on a request.
+Lines are written in batches, as nginx's ``access_log ... buffer= flush=`` does: a request only
+appends its values, and the lines of the requests finished within :data:`FLUSH_S` go out as one
+log record (one formatter call, one write). A log record per request cost more than the rest of
+the gateway's own work on a request; each line keeps its request's own time.
 """
 
 from __future__ import annotations
@@ -47,37 +47,64 @@ class Finished(Protocol):
     def error(self) -> str | None: ...
 
 
+# How long a line may wait for the ones after it: lines are written together, in one log record
+# and one write, at most this long after the first of them.
+FLUSH_S = 0.1
+
+_Pending = tuple[
+    float, str, str | None, str, str | None, int, int, float, Usage | None, float, str | None
+]
+
+
 class AccessLog:
-    """The access lines of one gateway, batched per turn of its event loop."""
+    """The access lines of one gateway, written together at most :data:`FLUSH_S` apart."""
 
     def __init__(self) -> None:
-        self._pending: list[tuple[float, dict[str, Any]]] = []
+        self._pending: list[_Pending] = []
 
     def record(self, request_id: str, outcome: Finished, *, tier: str | None, cost: float) -> None:
         """The line of the finished request ``outcome``, served by ``tier`` (None: by none)
-        for ``cost``; written at the end of this turn of the event loop."""
+        for ``cost``; written within :data:`FLUSH_S`."""
         if not log.isEnabledFor(logging.INFO):  # no work on the request path when it is off
             return
-        usage = outcome.usage
-        fields = {
-            "request_id": request_id,
-            "key_id": outcome.identity.key_id,
-            "model": outcome.model,
-            "tier": tier,
-            "attempts": len(outcome.attempts),
-            "status": outcome.status,
-            "latency_ms": round(outcome.latency_s * 1000, 1),
-            "input_tokens": usage.prompt if usage else 0,
-            "output_tokens": usage.completion if usage else 0,
-            "cost_usd": round(cost, 8),
-            "error": outcome.error,
-        }
         if not self._pending:
-            asyncio.get_running_loop().call_soon(self.flush)
-        self._pending.append((time.time(), fields))
+            asyncio.get_running_loop().call_later(FLUSH_S, self.flush)
+        # The values only: the line is built when it is written, off the request's path.
+        self._pending.append(
+            (
+                time.time(),
+                request_id,
+                outcome.identity.key_id,
+                outcome.model,
+                tier,
+                len(outcome.attempts),
+                outcome.status,
+                outcome.latency_s,
+                outcome.usage,
+                cost,
+                outcome.error,
+            )
+        )
 
     def flush(self) -> None:
-        """Write the lines not written yet (the event loop calls it; so does shutdown)."""
-        lines, self._pending = self._pending, []
-        if lines:
-            log.info("request", extra={LINES: lines})
+        """Write the lines not written yet (a timer calls it; so does shutdown)."""
+        pending, self._pending = self._pending, []
+        if pending:
+            log.info("request", extra={LINES: [_line(values) for values in pending]})
+
+
+def _line(values: _Pending) -> tuple[float, dict[str, Any]]:
+    at, request_id, key_id, model, tier, attempts, status, latency_s, usage, cost, error = values
+    return at, {
+        "request_id": request_id,
+        "key_id": key_id,
+        "model": model,
+        "tier": tier,
+        "attempts": attempts,
+        "status": status,
+        "latency_ms": round(latency_s * 1000, 1),
+        "input_tokens": usage.prompt if usage else 0,
+        "output_tokens": usage.completion if usage else 0,
+        "cost_usd": round(cost, 8),
+        "error": error,
+    }
