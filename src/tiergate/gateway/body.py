@@ -130,12 +130,18 @@ async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes
         f"The request body exceeds the gateway's limit of {limit} bytes.",
         code="request_too_large",
     )
-    decoder = _decoder(request.headers.get("Content-Encoding"))
     length = request.content_length
     if length is not None and length > limit:
         raise too_large
-    body = _Decoded(decoder, limit, too_large)
+    encoding = request.headers.get("Content-Encoding")
     content = request.content
+    if encoding is None and content.is_eof():
+        # The common case: a plain body that came with its headers; nothing to wait for.
+        data = content.read_nowait()
+        if len(data) > limit:
+            raise too_large
+        return data
+    body = _Decoded(_decoder(encoding), limit, too_large)
     try:
         if content.is_eof():  # the whole body came with the headers: no wait, so no timer
             body.add(content.read_nowait())
