@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import aiohttp
 
-from tiergate.gateway.breaker import Breaker
+from tiergate.gateway.breaker import Breaker, BreakerState
 from tiergate.gateway.cascade import Skip, entry_points, skip_reason
 from tiergate.gateway.governance import create_gate
 from tiergate.gateway.health import HealthChecker
@@ -117,11 +117,8 @@ class Router:
 
     def skip(self, name: str, endpoint: Endpoint, now: float) -> Skip | None:
         """Why tier ``name`` is not to be attempted now (acquiring a breaker probe if due)."""
-        provider = self.providers.get(name)
-        if provider is None:
-            return Skip.UNAVAILABLE
-        if not provider.supports(endpoint):
-            return Skip.UNSUPPORTED
+        if (absent := self._absent(name, endpoint)) is not None:
+            return absent
         healthy = self._health.is_up(name) if self._health is not None else True
         saturated = self._saturation.saturated(name) if self._saturation is not None else False
         breaker = self.breakers.get(name)
@@ -138,13 +135,19 @@ class Router:
         """Whether tier ``name`` could be attempted now, judged without taking a breaker probe
         (the cascade asks it of the tiers after the one it tries; saturation does not count:
         a saturated tier is still a last resort)."""
-        provider = self.providers.get(name)
-        if provider is None or not provider.supports(endpoint):
+        if self._absent(name, endpoint) is not None:
             return False
         if self._health is not None and not self._health.is_up(name):
             return False
         breaker = self.breakers.get(name)
-        return breaker is None or breaker.state(now).value != "open"
+        return breaker is None or breaker.state(now) is not BreakerState.OPEN
+
+    def _absent(self, name: str, endpoint: Endpoint) -> Skip | None:
+        """Whether tier ``name`` has no provider, or one without ``endpoint``."""
+        provider = self.providers.get(name)
+        if provider is None:
+            return Skip.UNAVAILABLE
+        return None if provider.supports(endpoint) else Skip.UNSUPPORTED
 
     def record(self, name: str, now: float, ok: bool) -> None:
         """Feed an attempt's outcome to the tier's breaker."""
