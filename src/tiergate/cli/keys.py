@@ -13,6 +13,7 @@ from tiergate.ledger.keys import MAX_BUDGET_USD, MAX_PER_MINUTE
 if TYPE_CHECKING:
     from tiergate.ledger.records import KeyRecord
     from tiergate.ledger.store import LedgerStore
+    from tiergate.spec import Fleet
 
 _FLEET = fleet_file_option(
     exists=True,
@@ -59,7 +60,8 @@ def create(fleet_path: str, store: str | None, **settings: Any) -> None:
     if settings["period"] and settings["days"]:
         raise click.UsageError("--period and --days exclude each other")
     models = tuple(m.strip() for m in settings["models"].split(",") if m.strip())
-    _check_models(fleet_path, models)
+    fleet = _load(fleet_path)  # loaded once: for the models, then for the store
+    _check_models(fleet, models)
     template = KeyRecord(
         key_id="",
         key_hash="",
@@ -74,7 +76,7 @@ def create(fleet_path: str, store: str | None, **settings: Any) -> None:
         created_at=time.time(),
     )
     key, record = new_key(template)
-    _run(fleet_path, store, lambda s: s.add_key(record))
+    _run(fleet, store, lambda s: s.add_key(record))
     click.echo(f"key id: {record.key_id}")
     click.echo(f"key:    {key}")
     click.echo("Store the key now: it is kept only as a hash and cannot be shown again.", err=True)
@@ -135,38 +137,44 @@ def key_summary(key: KeyRecord) -> dict[str, Any]:
     }
 
 
-def _check_models(fleet_path: str, models: tuple[str, ...]) -> None:
-    """Exit 2 for a model name the fleet does not answer to: such a key could never be used."""
-    from tiergate.errors import SpecError
-    from tiergate.gateway.cascade import entry_points
+def _load(fleet_path: str) -> Fleet:
+    """The fleet at ``fleet_path``; exit 2 with its errors when it is invalid."""
+    from tiergate.cli import exits
+    from tiergate.errors import TiergateError
     from tiergate.spec import load_fleet
 
-    if not models:
-        return
     try:
-        known = entry_points(load_fleet(fleet_path))
-    except SpecError as exc:
-        click.echo(str(exc), err=True)
-        raise SystemExit(2) from exc
+        return load_fleet(fleet_path)
+    except TiergateError as exc:
+        exits.fail("keys", exc)
+
+
+def _check_models(fleet: Fleet, models: tuple[str, ...]) -> None:
+    """Exit 2 for a model name the fleet does not answer to: such a key could never be used."""
+    from tiergate.cli.exits import EXIT_USAGE
+    from tiergate.gateway.cascade import entry_points
+
+    known = entry_points(fleet)
     unknown = [name for name in models if name not in known]
     if unknown:
         click.echo(
-            f"--models: unknown model {', '.join(unknown)}; the fleet's models are "
-            f"{', '.join(sorted(known))}",
+            f"tiergate keys: --models: unknown model {', '.join(unknown)}; the fleet's models "
+            f"are {', '.join(sorted(known))}",
             err=True,
         )
-        raise SystemExit(2)
+        raise SystemExit(EXIT_USAGE)
 
 
-def _run(fleet_path: str, store_override: str | None, action: Any) -> Any:
+def _run(fleet: Fleet | str, store_override: str | None, action: Any) -> Any:
+    """Run ``action`` on the key store of ``fleet`` (or of the fleet at that path)."""
     from tiergate.cli import exits
     from tiergate.errors import StoreUnavailableError, TiergateError
     from tiergate.ledger.location import store_url
     from tiergate.ledger.open import open_store
-    from tiergate.spec import load_fleet
 
+    if isinstance(fleet, str):
+        fleet = _load(fleet)
     try:
-        fleet = load_fleet(fleet_path)
         url = store_url(fleet, store_override)
     except TiergateError as exc:
         exits.fail("keys", exc)
