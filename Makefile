@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("tiergate needs Python >= 3.11") if sys.version_info < (3, 11) else None'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,gateway,bedrock,tracing,postgres,redis,scaling,s3,hf]'
+	$(PY) -m pip install --quiet -e '.[dev,gateway,bedrock,tracing,postgres,redis,scaling,s3,hf,sim]'
 	touch $(STAMP)
 
 setup: $(STAMP)
