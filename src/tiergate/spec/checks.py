@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pydantic import TypeAdapter, ValidationError
 
 from tiergate.errors import SpecIssue
+from tiergate.perf.catalog import gpu_named
 from tiergate.spec.diagnostics import did_you_mean
 from tiergate.spec.yamldoc import Document
 
@@ -43,7 +44,75 @@ def check_references(doc: Document) -> CheckResult:
             _check_provider_fields(doc, index, entry, result)
     _check_reachability(doc, models, cascade, result)
     _check_scaling_tiers(doc, data.get("scaling"), names, result)
+    _check_deployments(doc, data, models, names, result)
     return result
+
+
+def _check_deployments(
+    doc: Document,
+    data: dict[str, object],
+    models: list[object],
+    names: list[str],
+    result: CheckResult,
+) -> None:
+    """Each deployment names a self-hosted tier once, a GPU of the catalog, and node pools
+    that exist."""
+    deployments = data.get("deployments")
+    if not isinstance(deployments, list):
+        return
+    providers = {
+        entry.get("name"): entry.get("provider") for entry in models if isinstance(entry, dict)
+    }
+    raw_pools = data.get("nodePools")
+    pools = [
+        pool.get("name")
+        for pool in (raw_pools if isinstance(raw_pools, list) else [])
+        if isinstance(pool, dict)
+    ]
+    seen: dict[str, int] = {}
+    for index, entry in enumerate(deployments):
+        if not isinstance(entry, dict):
+            continue
+        tier = entry.get("tier")
+        if isinstance(tier, str):
+            if tier not in names:
+                result.errors.append(
+                    doc.issue(("deployments", index, "tier"), _unknown_model(tier, names))
+                )
+            elif providers.get(tier) == "bedrock":
+                result.errors.append(
+                    doc.issue(
+                        ("deployments", index, "tier"),
+                        f"'{tier}' is a bedrock tier: a managed API has no GPUs to deploy; "
+                        "its simulation settings go under simulation.managed",
+                    )
+                )
+            elif tier in seen:
+                result.errors.append(
+                    doc.issue(
+                        ("deployments", index, "tier"),
+                        f"tier '{tier}' already has a deployment (deployments[{seen[tier]}])",
+                    )
+                )
+            else:
+                seen[tier] = index
+        gpu = entry.get("gpu")
+        if isinstance(gpu, str):
+            try:
+                gpu_named(gpu)
+            except KeyError as exc:
+                result.errors.append(doc.issue(("deployments", index, "gpu"), str(exc.args[0])))
+        used = entry.get("nodePools")
+        for position, pool in enumerate(used if isinstance(used, list) else []):
+            if isinstance(pool, str) and pool not in pools:
+                known = ", ".join(str(p) for p in pools) or "none: the spec has no nodePools"
+                result.errors.append(
+                    doc.issue(
+                        ("deployments", index, "nodePools", position),
+                        f"unknown node pool '{pool}'{did_you_mean(pool, [str(p) for p in pools])}; "
+                        f"known: {known}",
+                    )
+                )
 
 
 def _check_scaling_tiers(

@@ -12,6 +12,7 @@ from urllib.parse import urljoin
 from tiergate.errors import SpecIssue
 from tiergate.ledger.pricing import FREE, Price
 from tiergate.spec.comparator import Threshold
+from tiergate.spec.deployments import Deployment
 from tiergate.spec.governance import Governance, Pricing, Tracing
 from tiergate.spec.models import FleetSpec, ModelEntry
 from tiergate.spec.scaling import ScalingEntry
@@ -119,11 +120,19 @@ class Fleet:
     governance: Governance | None = None
     tracing: Tracing | None = None
     scaling: tuple[ScalingEntry, ...] = ()
+    deployments: tuple[Deployment, ...] = ()
 
     @property
     def tiers(self) -> tuple[Tier, ...]:
         """Every tier: the cascade in order, then those outside it."""
         return self.cascade + self.standalone
+
+    def tier(self, name: str) -> Tier:
+        """The tier called ``name``; KeyError if there is none."""
+        for tier in self.tiers:
+            if tier.name == name:
+                return tier
+        raise KeyError(name)
 
 
 def resolve(spec: FleetSpec, source: str, warnings: tuple[SpecIssue, ...] = ()) -> Fleet:
@@ -163,6 +172,7 @@ def resolve(spec: FleetSpec, source: str, warnings: tuple[SpecIssue, ...] = ()) 
         governance=spec.governance,
         tracing=spec.tracing,
         scaling=tuple(spec.scaling),
+        deployments=tuple(spec.deployments),
     )
 
 

@@ -24,6 +24,7 @@ from pydantic import (
 
 from tiergate.spec.base import SpecModel, check_http_url
 from tiergate.spec.comparator import Threshold, parse_threshold
+from tiergate.spec.deployments import Deployment
 from tiergate.spec.governance import Governance, Pricing, Tracing
 from tiergate.spec.scaling import ScalingEntry
 
@@ -193,6 +194,7 @@ class FleetSpec(SpecModel):
     governance: Governance | None = None
     tracing: Tracing | None = None
     scaling: list[ScalingEntry] = Field(default_factory=list)
+    deployments: list[Deployment] = Field(default_factory=list)
 
     @field_validator("scaling")
     @classmethod

@@ -1,0 +1,175 @@
+"""One vLLM replica at iteration level, in virtual time: the emulator's scheduler on the loop.
+
+The same pure scheduler the emulator runs on the wall clock (``tiergate.emulator.scheduler``:
+continuous batching, chunked prefill, KV blocks, preemption), priced by the same performance
+model (``tiergate.perf``). Steps are laid end to end while there is work; each step is one
+event. Every sequence of a step advances at once, so no event exists per token or request.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from tiergate.emulator.scheduler import EngineRequest, Scheduler, SchedulerLimits, Step
+from tiergate.perf import PerfModel
+from tiergate.sim.loop import EventLoop, Timer
+from tiergate.sim.request import SimRequest
+
+
+class ReplicaSink(Protocol):
+    """The gateway side of a replica: told of each request's first token and its end."""
+
+    def first_token(self, request: SimRequest, at: float) -> None: ...
+
+    def finished(self, request: SimRequest, at: float) -> None: ...
+
+
+class Observer(Protocol):
+    """What a replica reports to its engine metrics (``tiergate.sim.metrics``)."""
+
+    def observe_ttft(self, value: float) -> None: ...
+
+    def observe_itl(self, value: float, count: int = 1) -> None: ...
+
+    def count_finished(self, prompt_tokens: int, output_tokens: int) -> None: ...
+
+
+class Replica:
+    """One engine: a scheduler whose steps run on ``loop``, ``speed`` times faster than the
+    performance model's (the demo's engines run 12 times faster), ``slowdown`` times slower
+    while a slowdown fault lasts."""
+
+    __slots__ = (
+        "_by_id",
+        "_next_id",
+        "_step",
+        "_timer",
+        "busy_s",
+        "loop",
+        "max_model_len",
+        "observer",
+        "scheduler",
+        "sink",
+        "slowdown",
+        "speed",
+    )
+
+    def __init__(
+        self,
+        loop: EventLoop,
+        perf: PerfModel,
+        limits: SchedulerLimits,
+        sink: ReplicaSink,
+        *,
+        speed: float = 1.0,
+        kv_blocks: int | None = None,
+        observer: Observer | None = None,
+    ) -> None:
+        if speed <= 0:
+            raise ValueError(f"speed must be > 0, got {speed}")
+        blocks = (
+            kv_blocks if kv_blocks is not None else perf.kv_capacity_tokens // limits.block_size
+        )
+        self.loop = loop
+        self.scheduler = Scheduler(perf, blocks, limits)
+        self.max_model_len = self.scheduler.capacity_tokens
+        self.sink = sink
+        self.speed = speed
+        self.slowdown = 1.0
+        self.observer = observer
+        self.busy_s = 0.0  # engine-busy virtual seconds (steps with a batch)
+        self._by_id: dict[int, SimRequest] = {}
+        self._next_id = 0
+        self._step: Step | None = None
+        self._timer: Timer | None = None
+
+    def fits(self, request: SimRequest) -> bool:
+        """Whether the request's prompt and output fit the KV cache (vLLM answers 400 else)."""
+        return request.prompt_tokens + request.output_tokens <= self.max_model_len
+
+    def submit(self, request: SimRequest) -> None:
+        """The request arrives at ``loop.now``."""
+        self._next_id += 1
+        engine = EngineRequest(
+            self._next_id, request.prompt_tokens, max(1, request.output_tokens), self.loop.now
+        )
+        self.scheduler.add(engine)
+        self._by_id[engine.request_id] = request
+        request.replica_state = engine
+        if self._step is None:
+            self._start()
+
+    def abort(self, request: SimRequest) -> None:
+        """Drop a request (the gateway gave up on it, or the pod stops): no callbacks after."""
+        engine = request.replica_state
+        if isinstance(engine, EngineRequest):
+            self._by_id.pop(engine.request_id, None)
+            self.scheduler.abort(engine)
+            request.replica_state = None
+
+    def abort_all(self) -> list[SimRequest]:
+        """Drop every request; return them (the pod is gone)."""
+        requests = list(self._by_id.values())
+        for request in requests:
+            self.abort(request)
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._step = None
+        return requests
+
+    def gauges(self) -> tuple[int, int, float]:
+        """(running, waiting, KV usage 0-1) now, as vLLM's gauges show them."""
+        scheduler = self.scheduler
+        return len(scheduler.running), len(scheduler.waiting), scheduler.kv_usage
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._by_id)
+
+    def _start(self) -> None:
+        scheduler = self.scheduler
+        if not scheduler.has_work():
+            self._step = None
+            return
+        now = self.loop.now
+        step = scheduler.schedule(now)
+        if not step.batch:
+            self._step = None  # nothing fits: an arrival or an abort restarts it
+            return
+        duration = step.duration * self.slowdown / self.speed
+        self.busy_s += duration
+        self._step = step
+        self._timer = self.loop.at(now + duration, self._complete)
+
+    def _complete(self) -> None:
+        step = self._step
+        assert step is not None
+        end = self.loop.now
+        result = self.scheduler.complete(step, end)
+        by_id = self._by_id
+        observer = self.observer
+        sink = self.sink
+        for engine in result.emitted:
+            previous = engine.prev_token_at
+            if previous is not None and observer is not None:
+                observer.observe_itl(end - previous)
+        for engine in result.first_tokens:
+            request = by_id.get(engine.request_id)
+            if request is not None:
+                request.first_token_at = end
+                if observer is not None:
+                    observer.observe_ttft(end - engine.arrival)
+                sink.first_token(request, end)
+        for engine in result.finished:
+            request = by_id.pop(engine.request_id, None)
+            if request is None:
+                continue
+            request.replica_state = None
+            first = engine.first_token_at
+            if first is not None and engine.num_output > 1:
+                request.itl_s = (end - first) / (engine.num_output - 1)
+            request.finished_at = end
+            if observer is not None:
+                observer.count_finished(engine.prompt_tokens, engine.num_output)
+            sink.finished(request, end)
+        self._start()
