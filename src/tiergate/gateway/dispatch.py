@@ -19,13 +19,13 @@ from tiergate.errors import UpstreamError, UpstreamResetError
 from tiergate.gateway.cascade import (
     INVALID_RESPONSE,
     Attempt,
-    Skip,
     Verdict,
     exhausted,
     is_tier_failure,
     judge_status,
     latency_limit_s,
 )
+from tiergate.gateway.gates import CascadeWalk
 from tiergate.gateway.inbound import ClientRequest
 from tiergate.gateway.openai_errors import OpenAIError
 from tiergate.gateway.router import Router
@@ -86,30 +86,18 @@ async def run_cascade(
     the attempt's outcome (``ok`` or the reason it moved on) and status (for traces).
     """
     cascade = _Cascade(router, request, request_id, metrics, observe=observe)
-    saturated: list[str] = []
-    for index, name in enumerate(tiers):
-        reason = router.skip(name, request.endpoint, router.clock())
-        if reason is Skip.SATURATED:
-            saturated.append(name)
-        if reason is not None:
-            cascade.moved(name, reason.value)
-            continue
-        # Only latencyMs asks whether a tier is left: without it, no per-request look-ahead.
-        tier_left = router.fleet.fallback.latency_ms is not None and (
-            bool(saturated)
-            or any(
-                router.may_attempt(other, request.endpoint, router.clock())
-                for other in tiers[index + 1 :]
-            )
-        )
-        served = await _attempt(cascade, name, tier_left=tier_left)
+    # The order of the tiers is the pure walk the simulator runs too; here only the I/O.
+    walk = CascadeWalk(
+        tiers, router.gates, router.fleet.fallback, absent=router.absent_for(request.endpoint)
+    )
+    while (step := walk.next(router.clock())) is not None:
+        for name, reason in step.skipped:
+            cascade.moved(name, reason)
+        served = await _attempt(cascade, step.tier, tier_left=step.tier_left)
         if served is not None:
             return served
-    # Saturation is not failure: when nothing else could serve, saturated tiers still may.
-    for index, name in enumerate(saturated):
-        served = await _attempt(cascade, name, tier_left=index < len(saturated) - 1)
-        if served is not None:
-            return served
+    for name, reason in walk.last_skipped:
+        cascade.moved(name, reason)
     cascade.close_move("none")
     status, code, message = exhausted(cascade.attempts)
     attempts = [

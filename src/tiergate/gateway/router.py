@@ -13,8 +13,9 @@ from collections.abc import Callable
 
 import aiohttp
 
-from tiergate.gateway.breaker import Breaker, BreakerState
-from tiergate.gateway.cascade import Skip, entry_points, skip_reason
+from tiergate.gateway.breaker import BreakerState
+from tiergate.gateway.cascade import Skip, entry_points
+from tiergate.gateway.gates import TierGates
 from tiergate.gateway.governance import create_gate
 from tiergate.gateway.health import HealthChecker
 from tiergate.gateway.saturation import SaturationMonitor
@@ -47,10 +48,9 @@ class Router:
                 self.providers[tier.name] = create_provider(tier)
             except ProviderSetupError as exc:
                 log.error("%s; the tier is skipped", exc)
-        threshold = fleet.fallback.error_rate
-        self.breakers = (
-            {name: Breaker(threshold, fleet.breaker) for name in self.tiers} if threshold else {}
-        )
+        # The cascade's per-tier state, pure and shared with the simulator; the monitors below
+        # only feed it their verdicts.
+        self.gates = TierGates(fleet, on_breaker=self._show_breaker)
         self._probe_session: aiohttp.ClientSession | None = None
         self._health: HealthChecker | None = None
         self._saturation: SaturationMonitor | None = None
@@ -75,7 +75,7 @@ class Router:
         for name in self.tiers:
             self._metrics.tier_up.labels(name).set(1)
             self._metrics.saturated.labels(name).set(0)
-            if self.breakers:
+            if self.gates.has_breakers:
                 self._metrics.breaker_state.labels(name).set(0)
         self._health = HealthChecker(probes, self._probe_session, on_change=self._health_changed)
         self._saturation = SaturationMonitor(
@@ -119,28 +119,17 @@ class Router:
         """Why tier ``name`` is not to be attempted now (acquiring a breaker probe if due)."""
         if (absent := self._absent(name, endpoint)) is not None:
             return absent
-        healthy = self._health.is_up(name) if self._health is not None else True
-        saturated = self._saturation.saturated(name) if self._saturation is not None else False
-        breaker = self.breakers.get(name)
-        if breaker is None or not healthy:
-            return skip_reason(healthy=healthy, breaker_allows=True, saturated=saturated)
-        reason = skip_reason(healthy=True, breaker_allows=breaker.try_acquire(now), saturated=False)
-        if reason is None and saturated:
-            breaker.release(now)  # the probe (if this was one) is not used now
-            return Skip.SATURATED
-        self._show_breaker(name, now)
-        return reason
+        return self.gates.skip(name, now)
 
     def may_attempt(self, name: str, endpoint: Endpoint, now: float) -> bool:
         """Whether tier ``name`` could be attempted now, judged without taking a breaker probe
-        (the cascade asks it of the tiers after the one it tries; saturation does not count:
-        a saturated tier is still a last resort)."""
-        if self._absent(name, endpoint) is not None:
-            return False
-        if self._health is not None and not self._health.is_up(name):
-            return False
-        breaker = self.breakers.get(name)
-        return breaker is None or breaker.state(now) is not BreakerState.OPEN
+        (saturation does not count: a saturated tier is still a last resort)."""
+        return self._absent(name, endpoint) is None and self.gates.may_attempt(name, now)
+
+    def absent_for(self, endpoint: Endpoint) -> Callable[[str], Skip | None]:
+        """Whether a tier has no provider, or one without ``endpoint``: a cascade walk's
+        ``absent``."""
+        return lambda name: self._absent(name, endpoint)
 
     def _absent(self, name: str, endpoint: Endpoint) -> Skip | None:
         """Whether tier ``name`` has no provider, or one without ``endpoint``."""
@@ -151,29 +140,16 @@ class Router:
 
     def record(self, name: str, now: float, ok: bool) -> None:
         """Feed an attempt's outcome to the tier's breaker."""
-        breaker = self.breakers.get(name)
-        if breaker is not None:
-            breaker.record(now, ok)
-            self._show_breaker(name, now)
+        self.gates.record(name, now, ok)
 
     def release(self, name: str, now: float) -> None:
         """An acquired attempt was abandoned without an outcome (client went away)."""
-        breaker = self.breakers.get(name)
-        if breaker is not None:
-            breaker.release(now)
+        self.gates.release(name, now)
 
     def usable(self) -> dict[str, bool]:
         """Per tier: could a request be attempted there now (without consuming a probe)."""
-        now = self.clock()
-        result = {}
-        for name in self.tiers:
-            breaker = self.breakers.get(name)
-            result[name] = (
-                name in self.providers
-                and (self._health is None or self._health.is_up(name))
-                and (breaker is None or breaker.state(now).value != "open")
-            )
-        return result
+        usable = self.gates.usable(self.clock())
+        return {name: name in self.providers and ok for name, ok in usable.items()}
 
     def cost(self, tier: str | None, usage: Usage | None) -> float:
         """What ``usage`` cost on ``tier`` at its prices (0 when nothing was served)."""
@@ -181,14 +157,15 @@ class Router:
             return 0.0
         return self.tiers[tier].price.cost(usage)
 
-    def _show_breaker(self, name: str, now: float) -> None:
-        state = self.breakers[name].state(now)
+    def _show_breaker(self, name: str, state: BreakerState) -> None:
         self._metrics.breaker_state.labels(name).set(BREAKER_STATE_VALUES[state.value])
 
     def _health_changed(self, name: str, up: bool) -> None:
+        self.gates.set_up(name, up)
         self._metrics.tier_up.labels(name).set(1 if up else 0)
 
     def _saturation_changed(self, name: str, saturated: bool) -> None:
+        self.gates.set_saturated(name, saturated)
         log.info("tier %s %s", name, "saturated: spilling over" if saturated else "has room again")
         self._metrics.saturated.labels(name).set(1 if saturated else 0)
 
