@@ -178,12 +178,15 @@ def test_json_and_csv_carry_the_same_figures() -> None:
     assert document["total"]["requests"] == 6
     assert document["gpuTiers"][1] == {
         "tier": "onprem",
+        "gpuPool": "fixed",
         "gpuHourUsd": 2.5,
         "gpus": 8,
         "hours": 720.0,
         "fixedCostUsd": 14400.0,
+        "requests": 2,
         "tokens": 5000,
         "usdPer1kTokens": 2880.0,
+        "note": None,
     }
 
     rows = list(csv.DictReader(io.StringIO(report_csv(report))))

@@ -54,7 +54,8 @@ def command(
         raise click.BadParameter(str(exc), param_hint="'--month'") from exc
     url, gpu_costs = _settings(fleet_path, store)
     records, shown_url = _read(url, period)
-    report = build_report(records, period, GroupBy(by), gpu_costs)
+    # GPU-hour tiers are charged the hours of the month that have passed by now.
+    report = build_report(records, period, GroupBy(by), gpu_costs, now=time.time())
     if output_format == "json":
         import json
 
@@ -78,7 +79,7 @@ def _settings(fleet_path: str | None, store: str | None) -> tuple[str, dict[str,
     from tiergate.cli import exits
     from tiergate.errors import SpecError
     from tiergate.ledger.location import store_url
-    from tiergate.ledger.report import GpuCost
+    from tiergate.ledger.report import gpu_costs
     from tiergate.spec import load_fleet
 
     try:
@@ -89,10 +90,7 @@ def _settings(fleet_path: str | None, store: str | None) -> tuple[str, dict[str,
     except ValueError as exc:
         click.echo(f"tiergate report: {exc}", err=True)
         raise SystemExit(exits.EXIT_USAGE) from exc
-    gpu_costs = {
-        tier.name: GpuCost(*tier.gpu_pool) for tier in fleet.tiers if tier.gpu_pool is not None
-    }
-    return url, gpu_costs
+    return url, gpu_costs(fleet.tiers)
 
 
 def _read(url: str, period: Period) -> tuple[list[RequestRecord], str]:
@@ -156,17 +154,23 @@ def _print_table(report: Report, url: str) -> None:
     out.print(table)
     if report.gpu_tiers:
         gpu = Table(title="GPU-hour tiers: effective price", title_justify="left")
-        for header in ("tier", "$/GPU-h", "GPUs", "hours", "fixed $", "tokens", "$/1k tok"):
+        headers = ("tier", "$/GPU-h", "GPUs", "hours charged", "fixed $", "requests", "tokens")
+        for header in (*headers, "$/1k tok"):
             gpu.add_column(header, justify="left" if header == "tier" else "right")
+        gpu.add_column("note")
+        period_hours = report.period.hours
         for cost in report.gpu_tiers:
             per_1k = cost.usd_per_1k_tokens
+            fixed = cost.fixed_usd
             gpu.add_row(
                 escape(cost.tier),
-                f"{cost.usd_per_gpu_hour:g}",
-                str(cost.gpus),
-                f"{cost.hours:g}",
-                f"{cost.fixed_usd:,.2f}",
+                "-" if cost.elastic else f"{cost.usd_per_gpu_hour:g}",
+                "elastic" if cost.elastic else str(cost.gpus),
+                "-" if cost.hours is None else f"{cost.hours:,.1f} of {period_hours:g}",
+                "-" if fixed is None else f"{fixed:,.2f}",
+                f"{cost.requests:,}",
                 f"{cost.tokens:,}",
                 "-" if per_1k is None else f"{per_1k:.6f}",
+                escape(cost.note or ""),
             )
         out.print(gpu)

@@ -21,9 +21,9 @@ from tiergate.gateway.state import STATE
 from tiergate.ledger.keys import MAX_BUDGET_USD, MAX_PER_MINUTE, key_view, new_key, presented_key
 from tiergate.ledger.records import KeyRecord
 from tiergate.ledger.report import (
-    GpuCost,
     GroupBy,
     build_report,
+    gpu_costs,
     parse_month,
     report_csv,
     report_json,
@@ -142,8 +142,7 @@ async def _report(request: web.Request) -> web.Response:
         return _error(exc)
     records = await gate.store.requests(period.start, period.end)
     fleet = request.app[STATE].router.fleet
-    gpu = {t.name: GpuCost(*t.gpu_pool) for t in fleet.tiers if t.gpu_pool is not None}
-    report = build_report(records, period, by, gpu)
+    report = build_report(records, period, by, gpu_costs(fleet.tiers), now=time.time())
     if output == "csv":
         return web.Response(text=report_csv(report), content_type="text/csv")
     return _json(report_json(report))

@@ -4,7 +4,10 @@ Rows group the records by team, project, model, tier, key or stage. Each row cou
 tokens and cost, the share of its requests each tier served, the share that fell back at least
 once and the share that ended in an error (a status of 400 or more, or an error after the
 response started). Tiers paid by the GPU-hour also get an effective price: what their GPUs
-cost over the period, divided by the tokens (input and output) they served.
+cost over the hours of the period that have passed (all of a past month, the current month up
+to now, none of a future one), divided by the tokens (input and output) they served. A tier
+whose GPUs are elastic (nodes that come and go) has no node-hours in the ledger: its row says
+so and shows its requests and tokens, never an invented GPU cost.
 """
 
 from __future__ import annotations
@@ -17,11 +20,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from tiergate.cost import elapsed_hours, fixed_gpu_cost
 from tiergate.ledger.records import RequestRecord
 
+if TYPE_CHECKING:
+    from tiergate.spec.fleet import Tier
+
 NONE = "(none)"  # the group of records without a team, project, key or stage
+ELASTIC_NOTE = "node-hours not in the ledger: GPU cost unknown; requests and tokens only"
 
 
 class GroupBy(StrEnum):
@@ -66,14 +74,27 @@ def parse_month(text: str) -> Period:
 
 @dataclass(frozen=True, slots=True)
 class GpuCost:
-    """A tier paid for by the GPU-hour, whatever it serves."""
+    """A tier paid for by the GPU-hour, whatever it serves: ``gpus`` always there, or
+    ``elastic`` GPUs whose nodes come and go (then rate and count are unknown here: 0)."""
 
     usd_per_gpu_hour: float
     gpus: int
+    elastic: bool = False
 
     def __post_init__(self) -> None:
-        if self.usd_per_gpu_hour < 0 or self.gpus < 1:
+        if self.usd_per_gpu_hour < 0 or self.gpus < (0 if self.elastic else 1):
             raise ValueError(f"GPU cost needs USD/GPU-hour >= 0 and gpus >= 1, got {self}")
+
+
+def gpu_costs(tiers: Iterable[Tier]) -> dict[str, GpuCost]:
+    """The GPU-hour tiers of a fleet: fixed pools with their price, and elastic ones."""
+    costs: dict[str, GpuCost] = {}
+    for tier in tiers:
+        if tier.gpu_pool is not None:
+            costs[tier.name] = GpuCost(*tier.gpu_pool)
+        elif tier.gpu_elastic:
+            costs[tier.name] = GpuCost(0.0, 0, elastic=True)
+    return costs
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,21 +123,34 @@ class ReportRow:
 
 @dataclass(frozen=True, slots=True)
 class TierCost:
-    """The effective price of a GPU-hour tier over the period."""
+    """The effective price of a GPU-hour tier over the hours of the period charged so far.
+
+    An elastic tier has no cost here (``fixed_usd`` and ``hours`` are ``None``): its nodes'
+    hours are not in the ledger; ``note`` says so.
+    """
 
     tier: str
     usd_per_gpu_hour: float
     gpus: int
-    hours: float
+    hours: float | None  # hours charged: those of the period that have passed
     tokens: int  # input and output tokens it served
+    elastic: bool = False
+    requests: int = 0
 
     @property
-    def fixed_usd(self) -> float:
-        return self.usd_per_gpu_hour * self.gpus * self.hours
+    def fixed_usd(self) -> float | None:
+        if self.hours is None:
+            return None
+        return fixed_gpu_cost(self.usd_per_gpu_hour, self.gpus, self.hours)
 
     @property
     def usd_per_1k_tokens(self) -> float | None:
-        return self.fixed_usd / self.tokens * 1000 if self.tokens else None
+        fixed = self.fixed_usd
+        return fixed / self.tokens * 1000 if fixed is not None and self.tokens else None
+
+    @property
+    def note(self) -> str | None:
+        return ELASTIC_NOTE if self.elastic else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,8 +198,13 @@ def build_report(
     period: Period,
     by: GroupBy,
     gpu_costs: Mapping[str, GpuCost] | None = None,
+    now: float | None = None,
 ) -> Report:
-    """Aggregate the ``records`` of ``period`` (others are ignored) grouped ``by``."""
+    """Aggregate the ``records`` of ``period`` (others are ignored) grouped ``by``.
+
+    GPU-hour tiers are charged the hours of ``period`` that have passed at ``now`` (Unix
+    seconds; ``None``: the period is over, all of it is charged).
+    """
     groups: dict[str, _Tally] = {}
     total = _Tally()
     tokens: Counter[str] = Counter()
@@ -178,8 +217,17 @@ def build_report(
         tokens[record.tier] += record.input_tokens + record.output_tokens
     rows = sorted((tally.row(name) for name, tally in groups.items()), key=_by_cost)
     tiers = sorted(total.served, key=lambda tier: (tier == "none", -total.served[tier], tier))
+    charged = elapsed_hours(period.start, period.end, period.end if now is None else now)
     gpu_tiers = tuple(
-        TierCost(tier, cost.usd_per_gpu_hour, cost.gpus, period.hours, tokens[tier])
+        TierCost(
+            tier,
+            cost.usd_per_gpu_hour,
+            cost.gpus,
+            None if cost.elastic else charged,
+            tokens[tier],
+            cost.elastic,
+            total.served[tier],
+        )
         for tier, cost in sorted((gpu_costs or {}).items())
     )
     return Report(period, by, tuple(tiers), tuple(rows), total.row("total"), gpu_tiers)
@@ -211,14 +259,18 @@ def report_json(report: Report) -> dict[str, Any]:
 
     def gpu_json(cost: TierCost) -> dict[str, Any]:
         per_1k = cost.usd_per_1k_tokens
+        fixed = cost.fixed_usd
         return {
             "tier": cost.tier,
-            "gpuHourUsd": cost.usd_per_gpu_hour,
-            "gpus": cost.gpus,
+            "gpuPool": "elastic" if cost.elastic else "fixed",
+            "gpuHourUsd": None if cost.elastic else cost.usd_per_gpu_hour,
+            "gpus": None if cost.elastic else cost.gpus,
             "hours": cost.hours,
-            "fixedCostUsd": round(cost.fixed_usd, 6),
+            "fixedCostUsd": None if fixed is None else round(fixed, 6),
+            "requests": cost.requests,
             "tokens": cost.tokens,
             "usdPer1kTokens": None if per_1k is None else round(per_1k, 6),
+            "note": cost.note,
         }
 
     period = report.period
@@ -239,7 +291,8 @@ def report_json(report: Report) -> dict[str, Any]:
 
 def report_csv(report: Report) -> str:
     """One line per group (no total line); a ``share_TIER`` column per tier. Grouped by tier,
-    GPU-hour tiers also get their fixed cost and effective USD per 1k tokens."""
+    GPU-hour tiers also get the hours charged, their fixed cost, effective USD per 1k tokens
+    and a note (an elastic tier's: why it has no cost)."""
     gpu = {cost.tier: cost for cost in report.gpu_tiers} if report.by is GroupBy.TIER else {}
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -247,7 +300,7 @@ def report_csv(report: Report) -> str:
     header += ["cost_usd", *(f"share_{tier}" for tier in report.tiers)]
     header += ["fallback_share", "error_share"]
     if gpu:
-        header += ["gpu_fixed_usd", "usd_per_1k_tokens"]
+        header += ["gpu_hours_charged", "gpu_fixed_usd", "usd_per_1k_tokens", "gpu_note"]
     writer.writerow(header)
     for row in report.rows:
         line: list[Any] = [row.group, row.requests, row.input_tokens, row.output_tokens]
@@ -256,8 +309,12 @@ def report_csv(report: Report) -> str:
         line += [round(row.fallback_share, 4), round(row.error_share, 4)]
         if gpu:
             cost = gpu.get(row.group)
+            hours = None if cost is None else cost.hours
+            fixed = None if cost is None else cost.fixed_usd
             per_1k = None if cost is None else cost.usd_per_1k_tokens
-            line.append("" if cost is None else round(cost.fixed_usd, 6))
+            line.append("" if hours is None else hours)
+            line.append("" if fixed is None else round(fixed, 6))
             line.append("" if per_1k is None else round(per_1k, 6))
+            line.append((cost.note if cost is not None else None) or "")
         writer.writerow(line)
     return out.getvalue()

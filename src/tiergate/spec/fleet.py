@@ -77,6 +77,7 @@ class Tier:
     api_key: str | None = field(default=None, repr=False)
     price: Price = FREE
     gpu_pool: tuple[float, int] | None = None  # (USD per GPU-hour, GPUs) when priced so
+    gpu_elastic: bool = False  # pricing.gpuPool: elastic (GPUs billed by node, not a count)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +224,7 @@ def _tier(entry: ModelEntry) -> Tier:
         api_key=entry.api_key,
         price=_price(entry),
         gpu_pool=_gpu_pool(entry.pricing),
+        gpu_elastic=entry.pricing is not None and entry.pricing.gpu_pool == "elastic",
     )
 
 

@@ -15,7 +15,13 @@ from tiergate.spec.base import SpecModel, check_http_url
 
 class Pricing(SpecModel):
     """What a tier costs: per kind of token (``per`` 1k or 1M tokens), per GPU-hour of its pool,
-    or both (token prices for budgets, GPU-hours for the report's effective cost)."""
+    or both (token prices for budgets, GPU-hours for the report's effective cost).
+
+    ``gpuPool`` says whether the tier's GPUs are a ``fixed`` count, always there (owned or
+    reserved: ``gpuHourUsd`` * ``gpus`` every hour), or ``elastic``: nodes that come and go
+    with its replicas, billed by the node-second, which the ledger does not hold (the report
+    then shows its requests and tokens, and no GPU cost; the simulator prices its nodes).
+    """
 
     per: Literal["1k", "1M"] = "1M"
     input: float | None = Field(default=None, ge=0)
@@ -24,6 +30,7 @@ class Pricing(SpecModel):
     cache_write: float | None = Field(default=None, ge=0)
     gpu_hour_usd: float | None = Field(default=None, ge=0)
     gpus: int | None = Field(default=None, gt=0)
+    gpu_pool: Literal["fixed", "elastic"] = "fixed"
 
     @model_validator(mode="after")
     def _complete(self) -> Pricing:
@@ -31,8 +38,17 @@ class Pricing(SpecModel):
             raise ValueError("input and output prices go together")
         if (self.gpu_hour_usd is None) != (self.gpus is None):
             raise ValueError("gpuHourUsd and gpus go together")
-        if self.input is None and self.gpu_hour_usd is None:
-            raise ValueError("pricing needs input and output prices, gpuHourUsd and gpus, or both")
+        elastic = self.gpu_pool == "elastic"
+        if elastic and self.gpus is not None:
+            raise ValueError(
+                "gpuPool: elastic has no fixed GPU count to charge: its nodes are billed as "
+                "they come and go; drop gpuHourUsd and gpus"
+            )
+        if self.input is None and self.gpu_hour_usd is None and not elastic:
+            raise ValueError(
+                "pricing needs input and output prices, gpuHourUsd and gpus, gpuPool: elastic, "
+                "or token prices with one of these"
+            )
         if self.input is None and (self.cached_input is not None or self.cache_write is not None):
             raise ValueError("cachedInput and cacheWrite need input and output prices")
         return self
