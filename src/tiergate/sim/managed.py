@@ -40,10 +40,11 @@ from tiergate.errors import TiergateError
 from tiergate.ledger.pricing import Price
 from tiergate.sim.distributions import Distribution
 from tiergate.spec.governance import Pricing
+from tiergate.spec.simulation import ManagedTierSimulation
 
 QUOTA_WINDOW_S = 60.0
 THROTTLING_STATUS = 429  # ThrottlingException (Bedrock runtime error table)
-_PER_MILLION = 1e-6
+_MILLION = 1_000_000
 # A LiteLLM-style provider prefix, the Region prefix of a cross-Region inference profile and
 # the version suffix go: "us.anthropic.claude-sonnet-4-20250514-v1:0" is
 # "anthropic.claude-sonnet-4-20250514".
@@ -99,11 +100,12 @@ class ManagedPrice:
 def _million(
     input_usd: float, output_usd: float, cached: float | None = None, written: float | None = None
 ) -> Price:
+    """A Price from USD per million tokens (cache prices default to the input price)."""
     return Price(
-        input_usd * _PER_MILLION,
-        output_usd * _PER_MILLION,
-        (input_usd if cached is None else cached) * _PER_MILLION,
-        (input_usd if written is None else written) * _PER_MILLION,
+        input_usd / _MILLION,
+        output_usd / _MILLION,
+        (input_usd if cached is None else cached) / _MILLION,
+        (input_usd if written is None else written) / _MILLION,
     )
 
 
@@ -278,6 +280,22 @@ class ManagedSettings:
             output_burndown=(
                 output_burndown if output_burndown is not None else profile.output_burndown
             ),
+        )
+
+    @classmethod
+    def from_spec(
+        cls, model_id: str, section: ManagedTierSimulation | None = None
+    ) -> ManagedSettings:
+        """Settings for a tier serving ``model_id`` from its ``simulation.managed`` entry."""
+        if section is None:
+            return cls.for_model(model_id)
+        return cls.for_model(
+            model_id,
+            ttft_s=section.ttft_s,
+            output_tokens_per_s=section.output_tokens_per_s,
+            requests_per_minute=section.quota.requests_per_minute,
+            tokens_per_minute=section.quota.tokens_per_minute,
+            output_burndown=section.output_burndown,
         )
 
 
