@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 from pydantic import ValidationError
@@ -81,9 +82,8 @@ def test_draws_stay_within_their_form() -> None:
     ],
 )
 def test_bad_forms_are_refused_with_the_reason(value: object, message: str) -> None:
-    with pytest.raises(ValueError) as caught:
+    with pytest.raises(ValueError, match=re.escape(message)):
         parse_distribution(value)
-    assert message in str(caught.value)
 
 
 def test_the_spec_field_reports_at_the_field() -> None:
