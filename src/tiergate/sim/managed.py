@@ -19,7 +19,8 @@ We model a **rolling one-minute window**: a request counts for the 60 s after it
 AWS does not document a reset on the minute, and a fixed window would let a burst of twice
 the quota through across a minute boundary; the rolling window is the stricter reading and
 the one third-party descriptions of Bedrock throttling give. A request over either quota is
-answered at once with HTTP 429 ``ThrottlingException``, counts for nothing, and so meets the
+answered at once with HTTP 429 ``ThrottlingException``, counts for nothing (a request whose
+reservation alone exceeds the TPM quota is always throttled), and so meets the
 cascade's fallback rules (``statusCode`` lists, the ``errorRate`` breaker) like a live 429.
 
 **Prices** (:func:`managed_price`): a small dated table, looked up by the tier's model id;
@@ -378,7 +379,7 @@ class ManagedTier:
         record = [now, reserved, 1.0]
         self._window.append(record)
         self._tokens += reserved
-        if settled != reserved:
+        if settled != reserved and self._tpm is not None:
             self._seq += 1
             heapq.heappush(self._settle, (end, self._seq, record, settled))
 
