@@ -163,8 +163,8 @@ class LogHistogram:
 
     def quantile(self, q: float) -> float | None:
         """The ``q``-quantile (0 ≤ q ≤ 1), interpolated between order statistics as
-        ``numpy.quantile`` does by default; within ``accuracy`` of the exact value. None when
-        nothing was counted."""
+        ``numpy.quantile`` does by default; within ``accuracy`` of the exact value, and exact
+        for q = 0 and q = 1 (the minimum and maximum). None when nothing was counted."""
         if not 0 <= q <= 1:
             raise ValueError(f"q must be in [0, 1], got {q}")
         if not self.count:
@@ -172,11 +172,19 @@ class LogHistogram:
         cumulative = list(accumulate(self._counts))
         position = q * (self.count - 1)
         rank = math.floor(position)
-        low = self._value(bisect_right(cumulative, rank))
+        low = self._order_statistic(cumulative, rank)
         if position == rank:
             return low
-        high = self._value(bisect_right(cumulative, rank + 1))
+        high = self._order_statistic(cumulative, rank + 1)
         return low + (position - rank) * (high - low)
+
+    def _order_statistic(self, cumulative: list[int], rank: int) -> float:
+        """The ``rank``-th smallest value (0-based): exact for the first and the last."""
+        if rank == 0:
+            return self._min
+        if rank >= self.count - 1:
+            return self._max
+        return self._value(bisect_right(cumulative, rank))
 
     def quantiles(self, qs: tuple[float, ...] = (0.5, 0.95, 0.99)) -> tuple[float | None, ...]:
         """Several quantiles at once."""

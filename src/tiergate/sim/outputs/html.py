@@ -31,7 +31,7 @@ caption { text-align: left; font-weight: bold; padding: 0.3em 0; }
 th, td { border-bottom: 1px solid #ddd; padding: 0.25em 0.7em; }
 th { background: #f4f4f4; }
 td { text-align: right; font-variant-numeric: tabular-nums; }
-td:first-child, th:first-child { text-align: left; }
+.name { text-align: left; }
 .met { color: #17702f; font-weight: bold; }
 .missed { color: #b00020; font-weight: bold; }
 pre { background: #f8f8f8; padding: 0.7em; overflow-x: auto; }
@@ -42,9 +42,13 @@ img { max-width: 100%; }
 
 
 def _table(table: TextTable) -> str:
-    head = "".join(f"<th>{escape(h)}</th>" for h in table.headers)
+    def cell(tag: str, index: int, text: str) -> str:
+        name = ' class="name"' if index < table.text_columns else ""
+        return f"<{tag}{name}>{escape(text)}</{tag}>"
+
+    head = "".join(cell("th", i, h) for i, h in enumerate(table.headers))
     rows = "".join(
-        "<tr>" + "".join(f"<td>{escape(cell)}</td>" for cell in row) + "</tr>\n"
+        "<tr>" + "".join(cell("td", i, c) for i, c in enumerate(row)) + "</tr>\n"
         for row in table.rows
     )
     return (

@@ -10,12 +10,14 @@ would change with the matplotlib version, so that the same result gives the same
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from tiergate.sim.result import SimResult
 from tiergate.sim.stats import LogHistogram, TimeSeries
@@ -77,14 +79,36 @@ class _Clock:
         ax.set_xlabel(f"virtual time since start ({self.unit})")
 
 
+def _steps(clock: _Clock, series: TimeSeries) -> tuple[list[float], list[float]]:
+    """The points of a step line: each sample holds for its whole step, the last one too."""
+    x = clock.x(series)
+    y = list(series.values)
+    x.append(x[-1] + series.step_s / clock.seconds)
+    y.append(y[-1])
+    return x, y
+
+
 def _lines(
-    ax: Axes, clock: _Clock, series: Mapping[str, TimeSeries], colors: Mapping[str, str]
+    ax: Axes,
+    clock: _Clock,
+    series: Mapping[str, TimeSeries],
+    colors: Mapping[str, str],
+    labels: Mapping[str, str] | None = None,
+    *,
+    steps: bool = True,
 ) -> bool:
+    """One line per series: steps for states held between samples (replicas, capacity),
+    straight segments for running totals (cost)."""
     drawn = False
     for name, values in series.items():
         if len(values):
+            label = name if labels is None else labels.get(name, name)
             color = colors.get(name, "grey")
-            ax.step(clock.x(values), values.values, where="post", color=color, label=name)
+            if steps:
+                x, y = _steps(clock, values)
+                ax.step(x, y, where="post", color=color, label=label)
+            else:
+                ax.plot(clock.x(values), values.values, color=color, label=label)
             drawn = True
     return drawn
 
@@ -94,28 +118,27 @@ def arrivals_plot(result: SimResult, colors: Mapping[str, str]) -> Plot:
     figure, (ax,) = _figure()
     clock = _Clock(result)
     series = result.series
+    # A managed API's quota dwarfs the GPU tiers: the plot is scaled to the arrivals and the
+    # GPU tiers, and a managed tier above that is named as off scale.
     peaks = [max(series.arrivals_per_s.values, default=0.0)]
     managed = {tier.name for tier in result.tiers if tier.kind == "managed"}
-    off_scale = []
+    peaks.extend(
+        max(values.values, default=0.0)
+        for name, values in series.capacity_per_s.items()
+        if name not in managed
+    )
+    top = max(peaks) * 1.15
+    labels = {}
     for name, values in series.capacity_per_s.items():
         peak = max(values.values, default=0.0)
-        if name in managed:
-            off_scale.append((name, peak))
-        else:
-            peaks.append(peak)
-    drawn = _lines(
-        ax,
-        clock,
-        {f"{n} capacity": s for n, s in series.capacity_per_s.items()},
-        {f"{n} capacity": c for n, c in colors.items()},
-    )
+        off = top > 0 and peak > top
+        labels[name] = f"{name} capacity" + (f" (off scale: {peak:g}/s)" if off else "")
+    drawn = _lines(ax, clock, series.capacity_per_s, colors, labels)
     if len(series.arrivals_per_s):
-        x = clock.x(series.arrivals_per_s)
-        ax.step(x, series.arrivals_per_s.values, where="post", color="black", label="arrivals")
+        x, y = _steps(clock, series.arrivals_per_s)
+        ax.step(x, y, where="post", color="black", label="arrivals")
         drawn = True
-    # A managed API's quota dwarfs the GPU tiers: scale the plot to what it must show.
-    top = max(peaks) * 1.15
-    if top > 0 and any(peak > top for _, peak in off_scale):
+    if any(label.endswith("/s)") for label in labels.values()):
         ax.set_ylim(0, top)
     if drawn:
         ax.legend(loc="upper right", fontsize="small")
@@ -171,7 +194,12 @@ def cost_plot(result: SimResult, colors: Mapping[str, str]) -> Plot:
     """Cumulative cost per tier."""
     figure, (ax,) = _figure()
     clock = _Clock(result)
-    drawn = _lines(ax, clock, result.series.cost_usd, colors)
+    costs = result.series.cost_usd
+    drawn = _lines(ax, clock, costs, colors, steps=False)
+    if len(costs) > 1 and drawn:
+        shortest = min(costs.values(), key=len)
+        total = [sum(s.values[i] for s in costs.values()) for i in range(len(shortest))]
+        ax.plot(clock.x(shortest), total, color="black", linestyle="--", label="all tiers")
     if drawn:
         ax.legend(loc="upper left", fontsize="small")
     else:
@@ -201,6 +229,9 @@ def ttft_plot(result: SimResult, colors: Mapping[str, str]) -> Plot:
     ax.axhline(0.95, color="grey", linestyle=":", linewidth=1)
     if drawn:
         ax.set_xscale("log")
+        # 0.2 and 3 rather than 2e-1 in TeX: latencies are read in plain seconds.
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(_minor_label))
     else:
         _no_data(ax)
     ax.set_ylim(0, 1.02)
@@ -215,13 +246,24 @@ def ttft_plot(result: SimResult, colors: Mapping[str, str]) -> Plot:
     )
 
 
+def _minor_label(value: float, _: object) -> str:
+    """Minor ticks of a log axis labelled at 2 and 5 times a power of ten, the others not."""
+    if value <= 0:
+        return ""
+    leading = round(value / 10 ** math.floor(math.log10(value)))
+    return f"{value:g}" if leading in (2, 5) else ""
+
+
 def _cdf(ax: Axes, histogram: LogHistogram, label: str, color: str) -> bool:
     values, fractions = histogram.cdf()
     # A log axis cannot show zero: the first token of an instant answer.
     points = [(v, f) for v, f in zip(values, fractions, strict=True) if v > 0]
     if not points:
         return False
-    ax.step([v for v, _ in points], [f for _, f in points], where="post", color=color, label=label)
+    # From zero at the first value, so that a tier with one distinct latency is still a line.
+    x = [points[0][0]] + [v for v, _ in points]
+    y = [0.0] + [f for _, f in points]
+    ax.step(x, y, where="post", color=color, label=label)
     return True
 
 

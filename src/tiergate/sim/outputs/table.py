@@ -23,12 +23,13 @@ EVENTS_SHOWN = 5
 
 @dataclass(frozen=True, slots=True)
 class TextTable:
-    """A table as text: its title, headers and rows (the first column is left-aligned, the
-    others are figures, right-aligned)."""
+    """A table as text: its title, headers and rows. The first ``text_columns`` columns are
+    names, left-aligned; the others are figures, right-aligned."""
 
     title: str
     headers: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
+    text_columns: int = 1
 
 
 def seconds_text(value: float | None) -> str:
@@ -125,7 +126,7 @@ def cost_table(result: SimResult) -> TextTable:
             "",
         )
     )
-    return TextTable("per tier: traffic and cost", headers, tuple(rows))
+    return TextTable("per tier: traffic and cost", headers, tuple(rows), text_columns=2)
 
 
 def latency_table(result: SimResult) -> TextTable:
@@ -168,7 +169,10 @@ def capacity_table(result: SimResult) -> TextTable | None:
     if not rows:
         return None
     return TextTable(
-        "per tier and capacity type", ("tier", "capacity", "GPU-h billed", "cost $"), rows
+        "per tier and capacity type",
+        ("tier", "capacity", "GPU-h billed", "cost $"),
+        rows,
+        text_columns=2,
     )
 
 
@@ -247,7 +251,7 @@ def tables(result: SimResult) -> list[TextTable]:
 def _rich(table: TextTable) -> Table:
     out = Table(title=table.title, title_justify="left")
     for index, header in enumerate(table.headers):
-        out.add_column(header, justify="left" if index == 0 else "right")
+        out.add_column(header, justify="left" if index < table.text_columns else "right")
     for row in table.rows:
         out.add_row(*row)
     return out
