@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import csv
 import dataclasses
+import io
 import json
 import re
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from tiergate.sim.loop import EventLoop
 from tiergate.sim.outputs import (
     REQUESTS_COLUMNS,
     RequestsCsv,
@@ -21,6 +23,7 @@ from tiergate.sim.outputs import (
     write_summary_json,
 )
 from tiergate.sim.outputs.files import CSV_BLOCK_ROWS
+from tiergate.sim.outputs.progress import SimProgress
 from tiergate.sim.result import (
     CapacityCost,
     EventLog,
@@ -312,3 +315,26 @@ def test_summary_table_shows_the_figures_given() -> None:
     console = Console(record=True, width=220)
     console.print(render_summary(result, timing=False))
     assert "ran in" not in console.export_text()
+
+
+def test_progress_follows_virtual_time_and_lets_the_loop_end() -> None:
+    out = io.StringIO()
+    console = Console(file=out, width=160, force_terminal=False)
+    loop = EventLoop()
+    arrived = [0]
+    with SimProgress(0.0, 3600.0, console=console) as progress:
+        progress.attach(loop, lambda: arrived[0], every_s=600.0)
+        loop.at(1800.0, lambda: arrived.__setitem__(0, 1234))
+        loop.run(until=5000.0)
+    text = out.getvalue()
+    # Updates at 0, 600, ..., 3600 s: the last shows the whole hour and the requests then.
+    assert "01:00:00 / 60 min" in text
+    assert "1,234 requests" in text
+
+
+def test_progress_ticks_stop_at_the_end_of_the_run() -> None:
+    loop = EventLoop()
+    progress = SimProgress(0.0, 1000.0, console=Console(file=io.StringIO()))
+    progress.attach(loop, lambda: 0, every_s=300.0)
+    loop.run()  # would never return if the ticks went on past the end
+    assert loop.now == 1000.0  # ticks at 0, 300, 600, 900, then one at the end

@@ -1,5 +1,6 @@
-"""What ``tiergate simulate`` prints and writes: the summary tables, ``summary.json``,
-``requests.csv`` and ``report.html`` (matplotlib is imported only when the report is written)."""
+"""What ``tiergate simulate`` prints and writes: a progress bar, the summary tables,
+``summary.json``, ``requests.csv`` and ``report.html`` (matplotlib is imported only when the
+report is written)."""
 
 from tiergate.sim.outputs.files import (
     REPORT_HTML,
@@ -10,6 +11,7 @@ from tiergate.sim.outputs.files import (
     write_report_html,
     write_summary_json,
 )
+from tiergate.sim.outputs.progress import SimProgress
 from tiergate.sim.outputs.table import render_summary
 
 __all__ = [
@@ -18,6 +20,7 @@ __all__ = [
     "REQUESTS_CSV",
     "SUMMARY_JSON",
     "RequestsCsv",
+    "SimProgress",
     "render_summary",
     "write_report_html",
     "write_summary_json",
