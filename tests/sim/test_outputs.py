@@ -162,6 +162,7 @@ def test_summary_json_holds_the_figures(tmp_path: Path) -> None:
         "total": 7,
         "served": 6,
         "failed": 1,
+        "unfinished": 0,
         "failedByStatus": {"503": 1},
     }
     assert data["costUsd"] == pytest.approx(3.70021)  # 2.5 + 1.2 + 0.00021
@@ -306,7 +307,7 @@ def test_summary_table_shows_the_figures_given() -> None:
     assert "20.0 ms" in latency
     assert "988 ms" in latency
     assert "503 1, saturated 2" in latency
-    assert "requests: 7 arrived, 6 served, 1 failed (503 1)" in text
+    assert "requests: 7 arrived, 6 served, 1 failed (503 1)\n" in text
     assert "price bedrock: Qwen3-32B on Bedrock $0.15/$0.60 per M" in text
     assert "total cost $3.7002" in text
     assert "events: node 1, scale 2 (1 beyond the first kept)" in text
@@ -338,3 +339,12 @@ def test_progress_ticks_stop_at_the_end_of_the_run() -> None:
     progress.attach(loop, lambda: 0, every_s=300.0)
     loop.run()  # would never return if the ticks went on past the end
     assert loop.now == 1000.0  # ticks at 0, 300, 600, 900, then one at the end
+
+
+def test_requests_still_in_flight_at_the_end_are_said() -> None:
+    # 9 arrived, 6 served, 1 failed: 2 were still being served when the time ran out.
+    result = dataclasses.replace(sim_result(), requests_total=9)
+    assert result.requests_unfinished == 2
+    console = Console(record=True, width=220)
+    console.print(render_summary(result))
+    assert "1 failed (503 1), 2 still in flight at the end" in console.export_text()

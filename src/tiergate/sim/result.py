@@ -253,7 +253,8 @@ class SimResult:
     """A whole run: what was simulated, what each tier did and cost, and how fast it ran.
 
     ``failed_by_status``: requests whose final status after the whole cascade was ≥ 400, by
-    status code (``"503"``, ``"429"``). ``events`` are the first events kept (``events_dropped``
+    status code (``"503"``, ``"429"``); requests neither served nor failed were still in flight
+    at the end. ``events`` are the first events kept (``events_dropped``
     more were only counted; ``event_counts`` counts all by kind). ``wall_s`` and
     ``peak_rss_mib`` measure the run itself and are the only figures that vary between two
     runs with the same seed.
@@ -282,6 +283,11 @@ class SimResult:
         return sum(self.failed_by_status.values())
 
     @property
+    def requests_unfinished(self) -> int:
+        """Requests still in flight when the simulated time ran out."""
+        return self.requests_total - self.requests_served - self.requests_failed
+
+    @property
     def cost_usd(self) -> float:
         return sum(tier.cost_usd for tier in self.tiers)
 
@@ -304,6 +310,7 @@ class SimResult:
                 "total": self.requests_total,
                 "served": self.requests_served,
                 "failed": self.requests_failed,
+                "unfinished": self.requests_unfinished,
                 "failedByStatus": dict(sorted(self.failed_by_status.items())),
             },
             "costUsd": _r(self.cost_usd),

@@ -198,9 +198,12 @@ def slo_line(result: SimResult) -> str:
 def requests_line(result: SimResult) -> str:
     """The requests in, served and failed (by final status)."""
     failed = ", ".join(f"{s} {n:,}" for s, n in sorted(result.failed_by_status.items()))
+    unfinished = result.requests_unfinished
     return (
         f"requests: {result.requests_total:,} arrived, {result.requests_served:,} served, "
-        f"{result.requests_failed:,} failed" + (f" ({failed})" if failed else "")
+        f"{result.requests_failed:,} failed"
+        + (f" ({failed})" if failed else "")
+        + (f", {unfinished:,} still in flight at the end" if unfinished else "")
     )
 
 
