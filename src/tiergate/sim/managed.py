@@ -340,6 +340,11 @@ class ManagedTier:
         self.admitted = 0
         self.throttled = 0
 
+    @property
+    def requests_per_minute(self) -> int | None:
+        """The quota's requests per minute, None without one."""
+        return self._rpm
+
     def admit(
         self,
         now: float,

@@ -16,6 +16,7 @@ from tiergate.spec.deployments import Deployment
 from tiergate.spec.governance import Governance, Pricing, Tracing
 from tiergate.spec.models import FleetSpec, ModelEntry
 from tiergate.spec.scaling import ScalingEntry
+from tiergate.spec.simulation import Simulation
 
 # Used when a fleet gives no fallbackConditions: the statuses that mean "this tier cannot serve
 # now" rather than "this request is wrong". Connection errors and timeouts always fall back.
@@ -122,6 +123,7 @@ class Fleet:
     tracing: Tracing | None = None
     scaling: tuple[ScalingEntry, ...] = ()
     deployments: tuple[Deployment, ...] = ()
+    simulation: Simulation = field(default_factory=Simulation)
 
     @property
     def tiers(self) -> tuple[Tier, ...]:
@@ -174,6 +176,7 @@ def resolve(spec: FleetSpec, source: str, warnings: tuple[SpecIssue, ...] = ()) 
         tracing=spec.tracing,
         scaling=tuple(spec.scaling),
         deployments=tuple(spec.deployments),
+        simulation=spec.simulation,
     )
 
 

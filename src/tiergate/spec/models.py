@@ -27,6 +27,7 @@ from tiergate.spec.comparator import Threshold, parse_threshold
 from tiergate.spec.deployments import Deployment
 from tiergate.spec.governance import Governance, Pricing, Tracing
 from tiergate.spec.scaling import ScalingEntry
+from tiergate.spec.simulation import Simulation
 
 PROVIDERS = ("openai-compatible", "bedrock")
 STRATEGIES = ("cascade",)
@@ -195,6 +196,7 @@ class FleetSpec(SpecModel):
     tracing: Tracing | None = None
     scaling: list[ScalingEntry] = Field(default_factory=list)
     deployments: list[Deployment] = Field(default_factory=list)
+    simulation: Simulation = Field(default_factory=Simulation)
 
     @field_validator("scaling")
     @classmethod

@@ -1,0 +1,332 @@
+"""One simulation: a fleet, a workload and the loop that runs them in virtual time.
+
+:class:`Simulation` builds, from a validated fleet, the parts the live system would have —
+the gateway's cascade (:mod:`tiergate.sim.gateway`: the live walk and breaker), one engine per
+ready replica (iteration or request level), the node pools and their pods
+(:mod:`tiergate.sim.nodes`), the scaler in either mode (:mod:`tiergate.sim.autoscale`), the
+managed API (:mod:`tiergate.sim.managed`) and the faults (:mod:`tiergate.sim.faults`) — and
+replays the workload through them. Health probes and spillover scrapes run on the loop at the
+fleet's intervals, as the gateway runs them on the wall clock.
+
+Virtual time 0 is the start of the workload; node pools start their initial replicas
+``warmup_s`` earlier so that a fleet that has been running is serving when traffic begins.
+Nothing before 0 is billed.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+from tiergate.emulator.scheduler import SchedulerLimits
+from tiergate.gateway.breaker import BreakerState
+from tiergate.gateway.gates import TierGates
+from tiergate.gateway.health import HealthState
+from tiergate.gateway.saturation import EngineSample, is_saturated
+from tiergate.perf import PerfModel, gpu_named, model_named
+from tiergate.sim.faults import ActiveFaults, FaultPlan, FaultWindow
+from tiergate.sim.gateway import GpuTier, SimGateway
+from tiergate.sim.loop import EventLoop
+from tiergate.sim.managed import ManagedSettings, ManagedTier
+from tiergate.sim.replica import Replica
+from tiergate.sim.request import SimRequest
+from tiergate.sim.result import EventLog, Series
+from tiergate.sim.workloads import TraceRequest
+from tiergate.spec import Fleet
+from tiergate.spec.deployments import Deployment
+
+Fidelity = Literal["iteration", "request"]
+
+
+@dataclass(frozen=True, slots=True)
+class SimOptions:
+    """How to run.
+
+    ``speed`` divides every engine step time (the demo's engines run 12 times faster than the
+    model); ``utc_start`` is the UTC wall time of virtual 0 (cron schedules and disruption
+    budgets are UTC); ``horizon_s`` the length of the run (faults are drawn up to it, nodes
+    billed up to it; default: until the last request ends).
+    """
+
+    seed: int = 0
+    fidelity: Fidelity = "iteration"
+    speed: float = 1.0
+    utc_start: datetime = field(default_factory=lambda: datetime(2026, 11, 2, tzinfo=UTC))
+    horizon_s: float | None = None
+    warmup_s: float = 3600.0
+    drain_s: float = 600.0  # after the last arrival, how long requests in flight may finish
+    series_step_s: float | None = None  # plot resolution; default: 1/400 of the horizon
+
+
+class SimTier:
+    """A GPU tier's deployment: how its replicas are built and what they have done."""
+
+    __slots__ = ("busy_s", "deployment", "limits", "perf", "tier")
+
+    def __init__(self, deployment: Deployment, tier: GpuTier, perf: PerfModel) -> None:
+        engine = deployment.engine
+        self.deployment = deployment
+        self.tier = tier
+        self.perf = perf
+        self.limits = SchedulerLimits(
+            engine.max_num_seqs, engine.max_num_batched_tokens, engine.block_size
+        )
+        self.busy_s = 0.0  # engine-busy seconds of replicas already gone
+
+
+class Simulation:
+    """A fleet in virtual time; :meth:`run` replays a workload through it."""
+
+    def __init__(self, fleet: Fleet, options: SimOptions) -> None:
+        self.fleet = fleet
+        self.options = options
+        self.loop = EventLoop(start=-options.warmup_s)
+        self.rng = random.Random(options.seed)
+        self.events = EventLog()
+        self._breakers: dict[str, BreakerState] = {}
+        self.gates = TierGates(fleet, on_breaker=self._breaker_changed)
+        self.gpu: dict[str, SimTier] = {}
+        self.managed: dict[str, ManagedTier] = {}
+        self._build_tiers()
+        self.gateway = SimGateway(
+            self.loop,
+            fleet,
+            gates=self.gates,
+            gpu_tiers={name: tier.tier for name, tier in self.gpu.items()},
+            managed=self.managed,
+            done=self._done,
+            rng=random.Random(self.rng.random()),
+        )
+        if options.fidelity == "iteration":
+            self.gateway.itl_per_token.update(self.gpu)
+        self.arrived = 0
+        self.finished = 0
+        self.in_flight = 0
+        self.last_finish = 0.0
+        self.on_done: Callable[[SimRequest], None] | None = None
+        self._prompt_total = 0
+        self._output_total = 0
+        self._slowdown: dict[str, float] = {}
+        self.series: Series | None = None
+        self._start_static()
+        self._probes()
+
+    # -- building ----------------------------------------------------------------------------
+
+    def _build_tiers(self) -> None:
+        deployments = {d.tier: d for d in self.fleet.deployments}
+        for tier in self.fleet.cascade:
+            deployment = deployments.get(tier.name)
+            if deployment is not None:
+                perf = PerfModel(
+                    model_named(tier.model),
+                    gpu_named(deployment.gpu),
+                    deployment.tp,
+                    gpu_memory_utilization=deployment.engine.gpu_memory_utilization,
+                )
+                gpu_tier = GpuTier(tier.name, random.Random(self.rng.random()))
+                self.gpu[tier.name] = SimTier(deployment, gpu_tier, perf)
+            else:
+                settings = ManagedSettings.from_spec(
+                    tier.model, self.fleet.simulation.managed.get(tier.name)
+                )
+                self.managed[tier.name] = ManagedTier(settings, random.Random(self.rng.random()))
+
+    def _start_static(self) -> None:
+        """Deployments without node pools: their replicas serve from the start."""
+        for name, sim_tier in self.gpu.items():
+            if not sim_tier.deployment.node_pools:
+                for _ in range(sim_tier.deployment.replicas):
+                    sim_tier.tier.replicas.append(self._replica(name))
+
+    def _replica(self, tier: str) -> Replica:
+        sim_tier = self.gpu[tier]
+        replica = Replica(
+            self.loop, sim_tier.perf, sim_tier.limits, self.gateway, speed=self.options.speed
+        )
+        replica.slowdown = self._slowdown.get(tier, 1.0)
+        return replica
+
+    def _probes(self) -> None:
+        """The gateway's health checks and spillover scrapes, at the fleet's intervals."""
+        for tier in self.fleet.tiers:
+            probe = tier.health
+            if probe is not None:
+                state = HealthState(probe.unhealthy_threshold, probe.healthy_threshold)
+                self.loop.every(probe.interval_s, self._prober(tier.name, state), first=0.0)
+            if tier.spillover is not None and tier.name in self.gpu:
+                self.loop.every(
+                    tier.spillover.scrape_interval_s, self._scraper(tier.name), first=0.0
+                )
+
+    def _prober(self, name: str, state: HealthState) -> Callable[[], None]:
+        gateway = self.gateway
+
+        def probe() -> None:
+            if state.record(gateway.serving(name)):
+                self.gates.set_up(name, state.up)
+                self.events.add(
+                    self.loop.now, "health", name, "up again" if state.up else "down: probes fail"
+                )
+
+        return probe
+
+    def _scraper(self, name: str) -> Callable[[], None]:
+        limits = self.fleet.tier(name).spillover
+        assert limits is not None
+        tier = self.gpu[name].tier
+        gates = self.gates
+
+        def scrape() -> None:
+            now = self.loop.now
+            samples = []
+            for replica in tier.replicas:
+                _, waiting, kv_usage = replica.gauges()
+                samples.append(EngineSample(float(waiting), kv_usage, now))
+            gates.set_saturated(name, is_saturated(samples, limits, now))
+
+        return scrape
+
+    def _breaker_changed(self, name: str, state: BreakerState) -> None:
+        if self._breakers.get(name, BreakerState.CLOSED) is not state:
+            self._breakers[name] = state
+            self.events.add(self.loop.now, "breaker", name, f"breaker {state.value}")
+
+    # -- faults ------------------------------------------------------------------------------
+
+    def add_faults(self, windows: Iterable[FaultWindow]) -> None:
+        """Apply fault windows (beside the fleet's own ``simulation.faults``)."""
+        windows = list(windows)
+        active = ActiveFaults(windows)
+        targets = {window.target for window in windows}
+        for target in targets:
+            for at in active.changes(target):
+                self.loop.at(at, self._fault_changer(active, target))
+        for window in windows:
+            self.loop.at(window.start_s, self._fault_event(window))
+
+    def _fault_event(self, window: FaultWindow) -> Callable[[], None]:
+        def log() -> None:
+            self.events.add(window.start_s, "fault", window.target, _describe(window))
+
+        return log
+
+    def _fault_changer(self, active: ActiveFaults, target: str) -> Callable[[], None]:
+        def change() -> None:
+            state = active.state(target, self.loop.now)
+            if target in self.gateway.faults:
+                self.gateway.faults[target] = state
+            if target in self.gpu:
+                self._slowdown[target] = state.slowdown
+                for replica in self.gpu[target].tier.replicas:
+                    replica.slowdown = state.slowdown
+
+        return change
+
+    # -- running -----------------------------------------------------------------------------
+
+    def run(self, workload: Iterable[TraceRequest]) -> float:
+        """Replay ``workload`` (arrivals in seconds from 0, in order); return the end of the
+        run: the horizon, or the last request's end."""
+        options = self.options
+        loop = self.loop
+        horizon = options.horizon_s
+        if self.fleet.simulation.faults:
+            plan = FaultPlan.from_spec(self.fleet.simulation.faults)
+            self.add_faults(plan.windows(horizon or 0.0, random.Random(self.rng.random())))
+        self._sample_series(horizon)
+        loop.run(until=0.0)
+        gateway = self.gateway
+        last = 0.0
+        for item in workload:
+            at = item.arrival_s
+            if horizon is not None and at >= horizon:
+                break
+            loop.run(until=at)
+            request = SimRequest(at, item.prompt_tokens, max(1, item.output_tokens))
+            self.arrived += 1
+            self.in_flight += 1
+            self._prompt_total += request.prompt_tokens
+            self._output_total += request.output_tokens
+            self._arrivals_step += 1
+            gateway.arrive(request)
+            last = at
+        deadline = last + options.drain_s
+        while self.in_flight and loop.now < deadline:
+            loop.run(until=min(deadline, loop.now + 10.0))
+        end = max(horizon or 0.0, self.last_finish, last)
+        loop.run(until=end)
+        return end
+
+    def _done(self, request: SimRequest) -> None:
+        self.in_flight -= 1
+        self.finished += 1
+        self.last_finish = self.loop.now
+        if self.on_done is not None:
+            self.on_done(request)
+
+    # -- the series --------------------------------------------------------------------------
+
+    def _sample_series(self, horizon: float | None) -> None:
+        step = self.options.series_step_s or max(1.0, (horizon or 3600.0) / 400)
+        tiers = [tier.name for tier in self.fleet.cascade]
+        self.series = Series.empty(0.0, step, tiers)
+        self._arrivals_step = 0
+        series = self.series
+
+        def sample() -> None:
+            series.arrivals_per_s.append(self._arrivals_step / step)
+            self._arrivals_step = 0
+            for name in tiers:
+                sim_tier = self.gpu.get(name)
+                if sim_tier is None:
+                    rpm = self.managed[name].requests_per_minute
+                    series.capacity_per_s[name].append(float("nan") if rpm is None else rpm / 60)
+                    series.replicas[name].append(0.0)
+                    series.nodes[name].append(0.0)
+                    continue
+                ready = len(sim_tier.tier.replicas)
+                series.replicas[name].append(float(ready))
+                series.capacity_per_s[name].append(ready * self._replica_rate(sim_tier))
+                series.nodes[name].append(self._nodes(name))
+
+        self.loop.every(step, sample, first=step)
+
+    def _replica_rate(self, sim_tier: SimTier) -> float:
+        """Requests per second one replica serves at saturation, for the workload so far."""
+        if not self.arrived:
+            return 0.0
+        prompt = max(1, round(self._prompt_total / self.arrived))
+        output = max(1, round(self._output_total / self.arrived))
+        tokens = sim_tier.perf.saturated_throughput(
+            prompt, output, sim_tier.deployment.engine.max_num_seqs
+        )
+        return tokens / output * self.options.speed
+
+    def _nodes(self, tier: str) -> float:
+        sim_tier = self.gpu[tier]
+        if not sim_tier.deployment.node_pools:
+            return float(len(sim_tier.tier.replicas))
+        return 0.0
+
+    # -- what it did -------------------------------------------------------------------------
+
+    def busy_gpu_seconds(self, tier: str) -> float:
+        """GPU-seconds the tier's engines had work (replicas gone included)."""
+        sim_tier = self.gpu[tier]
+        live = sum(replica.busy_s for replica in sim_tier.tier.replicas)
+        return (sim_tier.busy_s + live) * sim_tier.deployment.tp
+
+
+def _describe(window: FaultWindow) -> str:
+    length = f"{window.end_s - window.start_s:g} s"
+    if window.kind == "outage":
+        return f"outage for {length}"
+    if window.kind == "slowdown":
+        return f"steps {window.factor:g}x slower for {length}"
+    if window.kind == "errors":
+        return f"{window.rate:.0%} of requests answer {window.status} for {length}"
+    return f"{window.kind} for {length}"
