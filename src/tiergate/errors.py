@@ -141,3 +141,7 @@ class UpstreamTimeoutError(UpstreamError):
         self.phase = phase
         if phase in ("first_byte", "idle"):
             self.reason = f"{phase}_timeout"
+
+
+class SimulationError(TiergateError):
+    """A simulation cannot run as asked: a tier it cannot model, a workload it cannot build."""

@@ -22,6 +22,7 @@ COMMANDS = {
     "report": "tiergate.cli.report",
     "scale": "tiergate.cli.scale",
     "serve": "tiergate.cli.serve",
+    "simulate": "tiergate.cli.simulate",
 }
 
 
