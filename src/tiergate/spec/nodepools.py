@@ -105,7 +105,7 @@ class Budget(SpecModel):
         if value is not None:
             # Imported here: the cron matcher lives with the node model, which imports this
             # module; it imports nothing itself.
-            from tiergate.sim.nodes.cron import parse_schedule
+            from tiergate.sim.nodes.cron import parse_schedule  # noqa: PLC0415
 
             parse_schedule(value)
         return value
@@ -147,7 +147,9 @@ class Disruption(SpecModel):
     @property
     def consolidate_after_s(self) -> float | None:
         """Seconds a node must stay unchanged before consolidation; ``None``: ``Never``."""
-        return None if self.consolidate_after == "Never" else parse_duration_s(self.consolidate_after)
+        return (
+            None if self.consolidate_after == "Never" else parse_duration_s(self.consolidate_after)
+        )
 
 
 class PoolLimits(SpecModel):
@@ -263,8 +265,7 @@ class NodePool(SpecModel):
                 if self.price_usd_per_hour(name, capacity) is None:
                     key = "spotUsdPerHour" if capacity == "spot" else "onDemandUsdPerHour"
                     raise ValueError(
-                        f"no {capacity} price for {name} in the catalog: "
-                        f"give prices.{name}.{key}"
+                        f"no {capacity} price for {name} in the catalog: give prices.{name}.{key}"
                     )
         return self
 

@@ -23,10 +23,15 @@ MACROS = {
     "@midnight": "0 0 * * *",
     "@hourly": "0 * * * *",
 }
-_MONTHS = {m: i + 1 for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split())}
-_DAYS = {d: i for i, d in enumerate("sun mon tue wed thu fri sat".split())}
+_MONTHS = {
+    m: i + 1
+    for i, m in enumerate(
+        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+    )
+}
+_DAYS = {d: i for i, d in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))}
 # (name, lowest, highest, names) per field, in order.
-_FIELDS = (
+_FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
     ("minute", 0, 59, {}),
     ("hour", 0, 23, {}),
     ("day of month", 1, 31, {}),
@@ -60,7 +65,9 @@ class CronSchedule:
     def matches(self, when: datetime) -> bool:
         """Whether the schedule fires at the minute of ``when``."""
         return (
-            when.minute in self.minutes and when.hour in self.hours and self.day_matches(when.date())
+            when.minute in self.minutes
+            and when.hour in self.hours
+            and self.day_matches(when.date())
         )
 
     def previous_fire(self, when: datetime, *, within: timedelta) -> datetime | None:
@@ -71,7 +78,9 @@ class CronSchedule:
         """
         earliest = when - within
         day = when.date()
-        while datetime.combine(day, datetime.min.time(), when.tzinfo) + timedelta(days=1) > earliest:
+        while (
+            datetime.combine(day, datetime.min.time(), when.tzinfo) + timedelta(days=1) > earliest
+        ):
             if self.day_matches(day):
                 midnight = datetime.combine(day, datetime.min.time(), when.tzinfo)
                 for hour in reversed(self.hours):
