@@ -67,7 +67,9 @@ def test_minimum_over_active_budgets_and_reason_filters() -> None:
     )
     now = at("2026-12-08T10:00")
     # Empty: only the 50% budget applies: roundup(10 * 0.5) = 5.
-    assert allowed_disruptions(rules, total_nodes=10, disrupting=0, reason="Empty", now_utc=now) == 5
+    assert (
+        allowed_disruptions(rules, total_nodes=10, disrupting=0, reason="Empty", now_utc=now) == 5
+    )
     # Underutilized: min(5, 1) = 1.
     underutilized = allowed_disruptions(
         rules, total_nodes=10, disrupting=0, reason="Underutilized", now_utc=now
@@ -80,5 +82,7 @@ def test_default_budget_is_ten_percent_rounded_up() -> None:
     now = at("2026-12-12T12:00")
     # roundup(1 * 0.1) = 1: a lone node can always go; roundup(11 * 0.1) = 2; 0 nodes: 0.
     assert allowed_disruptions(rules, total_nodes=1, disrupting=0, reason="Empty", now_utc=now) == 1
-    assert allowed_disruptions(rules, total_nodes=11, disrupting=0, reason="Empty", now_utc=now) == 2
+    assert (
+        allowed_disruptions(rules, total_nodes=11, disrupting=0, reason="Empty", now_utc=now) == 2
+    )
     assert allowed_disruptions(rules, total_nodes=0, disrupting=0, reason="Empty", now_utc=now) == 0

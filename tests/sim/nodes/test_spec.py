@@ -21,7 +21,12 @@ def test_defaults_follow_karpenter_and_the_references() -> None:
     # Spot Instance Advisor's "<5%" band over a 730-hour month: 0.05 / 730.
     assert pool.spot_interruptions_per_instance_hour == pytest.approx(6.849e-5, rel=1e-3)
     quotas = Quotas()
-    assert (quotas.on_demand_p, quotas.on_demand_g, quotas.spot_p, quotas.spot_g) == (384, 64, 384, 64)
+    assert (quotas.on_demand_p, quotas.on_demand_g, quotas.spot_p, quotas.spot_g) == (
+        384,
+        64,
+        384,
+        64,
+    )
     assert Quotas.model_validate({"onDemandG": 192}).on_demand_g == 192
 
 
@@ -60,7 +65,11 @@ def test_budget_rules_of_karpenter() -> None:
 
 def test_consolidate_after_durations_and_never() -> None:
     def after(value: str) -> float | None:
-        spec = {"name": "g", "instanceTypes": ["g6e.xlarge"], "disruption": {"consolidateAfter": value}}
+        spec = {
+            "name": "g",
+            "instanceTypes": ["g6e.xlarge"],
+            "disruption": {"consolidateAfter": value},
+        }
         return NodePool.model_validate(spec).disruption.consolidate_after_s
 
     assert after("30s") == 30.0
@@ -125,7 +134,11 @@ def test_distributions_fixed_uniform_and_lognormal() -> None:
     assert engine[1900] == pytest.approx(60, rel=0.15)
     with pytest.raises(ValidationError, match="at least the median"):
         NodePool.model_validate(
-            {"name": "g", "instanceTypes": ["g6e.xlarge"], "startup": {"launchS": {"lognormal": {"median": 5, "p95": 1}}}}
+            {
+                "name": "g",
+                "instanceTypes": ["g6e.xlarge"],
+                "startup": {"launchS": {"lognormal": {"median": 5, "p95": 1}}},
+            }
         )
     assert Sampler("fixed", 3.0).sample(rng) == 3.0
 

@@ -45,13 +45,16 @@ LAUNCHING, NODE_READY, DELETING, TERMINATED = "launching", "ready", "deleting", 
 @dataclass(frozen=True, slots=True)
 class PodSpec:
     """One replica of a deployment: its GPUs, its weights and where they load from (``nvme``,
-    ``s3``, ``fsx``, ``efs``, ``hub``), and the pools it may use (its nodeSelector)."""
+    ``s3``, ``fsx``, ``efs``, ``hub``), the pools it may use (its nodeSelector), and its
+    container image (deployments sharing one, such as a vLLM release, share a node's cache;
+    default: one image per deployment)."""
 
     deployment: str
     gpus: int
     weight_bytes: float
     storage: str
     pools: tuple[str, ...]
+    image: str | None = None
 
 
 class Pod:
@@ -121,7 +124,7 @@ class Node:
         self.state = LAUNCHING
         self.pods: list[Pod] = []
         self.free_gpus = offer.gpus
-        self.images: dict[str, float] = {}  # deployment → time its image is on the node
+        self.images: dict[str, float] = {}  # image → time it is on the node
         self.changed_at = ready_at  # last pod scheduled or removed (consolidateAfter's timer)
         self.interrupted_by_provider = False
         self.storage = storage  # on-prem: where weights load from, whatever the pod says
@@ -197,7 +200,7 @@ class Cluster:
         self._blocked: set[tuple[str, str]] = set()
         self._provision_timer: Timer | None = None
         self._tick_timer: Timer | None = None
-        self._serial = 0
+        self._serials: dict[str, int] = {}
         self.events: list[ClusterEvent] = []
         for pool in pools:
             if pool.on_prem is not None:
@@ -314,8 +317,10 @@ class Cluster:
     # --- pods ---------------------------------------------------------------------------
 
     def _name(self, prefix: str) -> str:
-        self._serial += 1
-        return f"{prefix}-{self._serial}"
+        """``prefix-N``, numbered per prefix (a deployment's pods, nodes) from 1."""
+        serial = self._serials.get(prefix, 0) + 1
+        self._serials[prefix] = serial
+        return f"{prefix}-{serial}"
 
     def _new_pod(self, spec: PodSpec) -> Pod:
         pod = Pod(self._name(spec.deployment), spec, self._loop.now)
@@ -357,7 +362,7 @@ class Cluster:
         startup = self._pools[node.pool].startup
         rng = self._rng
         start = max(now, node.ready_at)
-        image = pod.spec.deployment
+        image = pod.spec.image or pod.spec.deployment
         pulled = node.images.get(image)
         if pulled is None:
             sampler = startup.image_pull_cached if startup.image_cached else startup.image_pull
