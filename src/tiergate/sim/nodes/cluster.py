@@ -90,6 +90,7 @@ class Node:
         "instance_type",
         "interrupted_by_provider",
         "launched_at",
+        "no_fit_version",
         "pods",
         "pool",
         "ready_at",
@@ -127,6 +128,7 @@ class Node:
         self.images: dict[str, float] = {}  # image → time it is on the node
         self.changed_at = ready_at  # last pod scheduled or removed (consolidateAfter's timer)
         self.interrupted_by_provider = False
+        self.no_fit_version = -1  # cluster version at which its pods fitted nowhere else
         self.storage = storage  # on-prem: where weights load from, whatever the pod says
         self._spot_timer: Timer | None = None
 
@@ -201,6 +203,7 @@ class Cluster:
         self._provision_timer: Timer | None = None
         self._tick_timer: Timer | None = None
         self._serials: dict[str, int] = {}
+        self._version = 0  # bumped by every change of placement or node state
         self.events: list[ClusterEvent] = []
         for pool in pools:
             if pool.on_prem is not None:
@@ -357,6 +360,7 @@ class Cluster:
         node.free_gpus -= pod.spec.gpus
         node.pods.append(pod)
         node.changed_at = now
+        self._version += 1
         pod.node = node
         pod.state = STARTING
         startup = self._pools[node.pool].startup
@@ -389,6 +393,7 @@ class Cluster:
             node.pods.remove(pod)
             node.free_gpus += pod.spec.gpus
             node.changed_at = self._loop.now
+            self._version += 1
 
     def _forget(self, pod: Pod) -> None:
         pod.state = GONE
@@ -487,6 +492,7 @@ class Cluster:
         if node.state != LAUNCHING:
             return
         node.state = NODE_READY
+        self._version += 1
         self.events.append(ClusterEvent(self._loop.now, "ready", f"{node.pool}: {node.id}"))
 
     def _schedule_interruption(self, node: Node) -> None:
@@ -517,6 +523,7 @@ class Cluster:
         """Cordon ``node``, stop its pods with ``grace_s`` and recreate them pending, and
         terminate it after ``grace_s``."""
         node.state = DELETING
+        self._version += 1
         for pod in list(node.pods):
             if pod.state == STOPPING:
                 continue  # already leaving, with no replacement due
@@ -533,6 +540,7 @@ class Cluster:
         if node.state == TERMINATED:
             return
         node.state = TERMINATED
+        self._version += 1
         node.terminated_at = self._loop.now
         node.interrupted_by_provider = by_provider
         if node._spot_timer is not None:
@@ -615,13 +623,13 @@ class Cluster:
         ]  # fmt: skip
         if not candidates:
             return
-        allowed = self._budget(pool, "Underutilized", now_utc)
+        allowed: int | None = None  # the budget, worked out once a node can go
         candidates.sort(key=lambda n: (n.gpus - n.free_gpus, n.changed_at, n.id))
         for node in candidates:
-            if allowed <= 0:
-                return
             if node.state != NODE_READY or now - node.changed_at < after:
                 continue  # changed earlier in this pass
+            if node.no_fit_version == self._version:
+                continue  # nothing changed since its pods last did not fit elsewhere
             if any(p.state != READY for p in node.pods):
                 continue
             pools = set.intersection(*(set(p.spec.pools) for p in node.pods))
@@ -630,7 +638,12 @@ class Cluster:
                 if n is not node and n.state == NODE_READY
             ]  # fmt: skip
             if fit_on([p.spec.gpus for p in node.pods], [t.free_gpus for t in targets]) is None:
+                node.no_fit_version = self._version
                 continue
+            if allowed is None:
+                allowed = self._budget(pool, "Underutilized", now_utc)
+            if allowed <= 0:
+                return
             self.events.append(
                 ClusterEvent(now, "consolidated", f"{pool.name}: {node.id} underutilized")
             )
