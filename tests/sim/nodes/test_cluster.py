@@ -17,8 +17,8 @@ import pytest
 
 from tiergate.scaling.snapshot import ReplicaCount
 from tiergate.sim.loop import EventLoop
-from tiergate.sim.nodes import Cluster, Pod, PodSpec, quota_limits, resolve_pool
-from tiergate.spec.nodepools import NodePool, Quotas
+from tiergate.sim.nodes import Cluster, Pod, PodSpec
+from tiergate.spec.nodepools import NodeSections
 
 FIXED = {"launchS": 100, "imagePullS": 300, "imagePullCachedS": 5, "engineStartS": 30}
 READY_ON_NEW_NODE = 441.0
@@ -49,9 +49,8 @@ def make(
 ) -> tuple[EventLoop, Cluster, Recorder]:
     loop = EventLoop()
     recorder = Recorder(loop)
-    resolved = [resolve_pool(NodePool.model_validate(p)) for p in pools]
-    limits = quota_limits(Quotas.model_validate(quotas or {}))
-    cluster = Cluster(loop, resolved, limits, random.Random(seed), recorder, utc_start=MONDAY)
+    sections = NodeSections.model_validate({"nodePools": list(pools), "quotas": quotas or {}})
+    cluster = Cluster.from_spec(loop, sections, random.Random(seed), recorder, utc_start=MONDAY)
     return loop, cluster, recorder
 
 
@@ -366,3 +365,20 @@ def test_same_seed_same_history() -> None:
 
     assert history(11) == history(11)
     assert history(11) != history(12)
+
+
+def test_a_spot_storm_raises_the_rate_from_now() -> None:
+    spec = pool_spec("spot", ["p5.48xlarge"], capacityTypes=["spot"])
+    spec["spotInterruptionsPerInstanceHour"] = 0
+    loop, cluster, _ = make(spec, seed=3)
+    cluster.set_replicas(pod("m", 8, "spot"), 1)
+    loop.run(until=1000)
+    assert cluster.node_counts() == {"spot": {"launching": 0, "ready": 1, "deleting": 0}}
+    # From 1000 at 3,600 per instance-hour (one a second on average): the next draw of the
+    # seeded rng, random.Random(3) after nothing else drew, is expovariate(1) = 0.978 s.
+    cluster.set_interruption_rate("spot", 3600)
+    loop.run(until=1001)
+    assert kinds(cluster, "spot_notice")[0][0] == pytest.approx(
+        1000 + random.Random(3).expovariate(1)
+    )
+    assert cluster.node_counts()["spot"]["deleting"] == 1

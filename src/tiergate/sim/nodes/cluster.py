@@ -29,7 +29,10 @@ from tiergate.sim.nodes.pools import (
     Offer,
     Pool,
     pool_order,
+    quota_limits,
+    resolve_pools,
 )
+from tiergate.spec.nodepools import NodeSections
 
 SPOT_NOTICE_S = 120.0  # EC2's two-minute Spot interruption warning
 TERMINATION_GRACE_S = 30.0  # Kubernetes' default terminationGracePeriodSeconds
@@ -160,6 +163,9 @@ class ClusterEvent(NamedTuple):
 
 
 class ClusterListener(Protocol):
+    """What the engines hear. Only pods that were ready hear ``pod_stopping``: a pod deleted
+    while pending or starting never served."""
+
     def pod_ready(self, pod: Pod) -> None:
         """The pod's engine serves from now."""
 
@@ -224,6 +230,26 @@ class Cluster:
                     node.state = NODE_READY
                     self._live[pool.name].append(node)
                     self._all.append(node)
+
+    @classmethod
+    def from_spec(
+        cls,
+        loop: EventLoop,
+        sections: NodeSections,
+        rng: random.Random,
+        listener: ClusterListener,
+        *,
+        utc_start: datetime,
+    ) -> Cluster:
+        """The cluster of a fleet spec's ``nodePools`` and ``quotas``."""
+        return cls(
+            loop,
+            resolve_pools(sections.node_pools),
+            quota_limits(sections.quotas),
+            rng,
+            listener,
+            utc_start=utc_start,
+        )
 
     # --- what the scaler and the engines call -------------------------------------------
 
