@@ -2,17 +2,7 @@
 consolidation and disruption budgets, in virtual time."""
 
 from tiergate.sim.nodes.budgets import BudgetRule, allowed_disruptions, budget_active
-from tiergate.sim.nodes.cluster import (
-    SPOT_NOTICE_S,
-    TERMINATION_GRACE_S,
-    Cluster,
-    ClusterEvent,
-    ClusterListener,
-    Node,
-    NodeRecord,
-    Pod,
-    PodSpec,
-)
+from tiergate.sim.nodes.cluster import Cluster
 from tiergate.sim.nodes.cron import CronSchedule, parse_schedule
 from tiergate.sim.nodes.pools import (
     WEIGHT_LOAD_BYTES_PER_S,
@@ -22,6 +12,16 @@ from tiergate.sim.nodes.pools import (
     quota_limits,
     resolve_pool,
     resolve_pools,
+)
+from tiergate.sim.nodes.state import (
+    SPOT_NOTICE_S,
+    TERMINATION_GRACE_S,
+    ClusterEvent,
+    ClusterListener,
+    Node,
+    NodeRecord,
+    Pod,
+    PodSpec,
 )
 
 __all__ = [
