@@ -34,7 +34,10 @@ class GPU:
 
 @dataclass(frozen=True, slots=True)
 class InstanceType:
-    """A cloud instance type: which GPUs, how many, and its hourly prices."""
+    """A cloud instance type: which GPUs, how many, its vCPUs and its hourly prices.
+
+    ``vcpus`` is what EC2's vCPU-based quotas count (AWS instance-type pages).
+    """
 
     name: str
     gpu: str
@@ -43,6 +46,14 @@ class InstanceType:
     spot_usd_h: float | None
     price_date: str
     source: str
+    vcpus: int
+
+    @property
+    def quota_bucket(self) -> str:
+        """The EC2 vCPU quota family the type counts against: ``P`` for p* types ("Running
+        On-Demand P instances", "All P Spot Instance Requests"), ``G`` for g* types ("Running
+        On-Demand G and VT instances", "All G and VT Spot Instance Requests")."""
+        return "P" if self.name.startswith("p") else "G"
 
     @property
     def on_demand_usd_per_gpu_h(self) -> float | None:
@@ -101,13 +112,13 @@ INSTANCES: dict[str, InstanceType] = {
     i.name: i
     for i in (
         # After the June 2025 P4/P5 price cut; spot: the seed's us-east-2 observation.
-        InstanceType("p5.48xlarge", "H100", 8, 55.04, 14.0, "2025-06", "AWS price cut; seed (spot $13-15/h, us-east-2)"),
-        InstanceType("p5en.48xlarge", "H200", 8, 63.296, None, "2025-06", "AWS price tables (2nd)"),
-        InstanceType("p4d.24xlarge", "A100-40GB", 8, 21.96, None, "2025-06", "AWS price tables (2nd)"),
-        InstanceType("g6e.xlarge", "L40S", 1, 1.861, None, "2025", "AWS price tables (2nd)"),
-        InstanceType("g6e.12xlarge", "L40S", 4, 10.49, None, "2025", "AWS price tables (2nd)"),
-        InstanceType("g6e.48xlarge", "L40S", 8, 30.13, None, "2025", "AWS price tables (2nd)"),
-        InstanceType("p6-b200.48xlarge", "B200", 8, None, None, "-", "price not in our sources"),
+        InstanceType("p5.48xlarge", "H100", 8, 55.04, 14.0, "2025-06", "AWS price cut; seed (spot $13-15/h, us-east-2)", vcpus=192),
+        InstanceType("p5en.48xlarge", "H200", 8, 63.296, None, "2025-06", "AWS price tables (2nd)", vcpus=192),
+        InstanceType("p4d.24xlarge", "A100-40GB", 8, 21.96, None, "2025-06", "AWS price tables (2nd)", vcpus=96),
+        InstanceType("g6e.xlarge", "L40S", 1, 1.861, None, "2025", "AWS price tables (2nd)", vcpus=4),
+        InstanceType("g6e.12xlarge", "L40S", 4, 10.49, None, "2025", "AWS price tables (2nd)", vcpus=48),
+        InstanceType("g6e.48xlarge", "L40S", 8, 30.13, None, "2025", "AWS price tables (2nd)", vcpus=192),
+        InstanceType("p6-b200.48xlarge", "B200", 8, None, None, "-", "price not in our sources", vcpus=192),
     )
 }  # fmt: skip
 
