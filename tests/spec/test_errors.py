@@ -42,7 +42,7 @@ CASES: dict[str, tuple[str, list[str]]] = {
         VALID.replace("routing:", "routng:"),
         [
             "fleet.yaml:1:1: routng: unknown key 'routng' (did you mean 'routing'?); "
-            "valid keys: routing, models, gateway, governance, tracing, scaling, deployments, simulation"
+            "valid keys: routing, models, gateway, governance, tracing, scaling, deployments, simulation, nodePools, quotas"
         ],
     ),
     "unknown model key": (

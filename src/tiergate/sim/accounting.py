@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tiergate.cost import CostBook, NodeUsage, TokenPrices
+from tiergate.cost import CapacityType, CostBook, NodeUsage, TokenPrices
 from tiergate.ledger.pricing import FREE
 from tiergate.sim.managed import managed_price
 from tiergate.sim.result import (
@@ -69,23 +69,62 @@ def static_nodes(simulation: Simulation) -> list[NodeUsage]:
     return nodes
 
 
+def pool_nodes(simulation: Simulation) -> list[NodeUsage]:
+    """Every node the pools launched (and the on-prem ones), each billed to the tier whose
+    pods it ran first (a node that never ran one: the first tier using its pool)."""
+    cluster = simulation.cluster
+    if cluster is None:
+        return []
+    by_pool: dict[str, str] = {}
+    for name, sim_tier in simulation.gpu.items():
+        for pool in sim_tier.deployment.node_pools:
+            by_pool.setdefault(pool, name)
+    nodes = []
+    for node in cluster.all_nodes():
+        tier = simulation.node_tier.get(node.id) or by_pool.get(node.pool)
+        if tier is None:
+            continue  # a pool no deployment uses: nothing runs there
+        nodes.append(
+            _clipped(
+                NodeUsage(
+                    pool=node.pool,
+                    instance_type=node.instance_type,
+                    capacity_type=_capacity(node.capacity_type),
+                    gpus=node.gpus,
+                    usd_per_hour=node.usd_per_hour,
+                    launched_at=node.launched_at,
+                    terminated_at=node.terminated_at,
+                    interrupted_by_provider=node.interrupted_by_provider,
+                    tier=tier,
+                )
+            )
+        )
+    return nodes
+
+
+def _capacity(kind: str) -> CapacityType:
+    if kind == "spot":
+        return "spot"
+    return "on-prem" if kind == "on-prem" else "on-demand"
+
+
 def build_result(
     simulation: Simulation,
     *,
     end: float,
     wall_s: float,
     trace: str,
-    extra_nodes: Sequence[NodeUsage] = (),
 ) -> SimResult:
     """The result of ``simulation`` run to ``end`` (virtual seconds), in ``wall_s``."""
     fleet = simulation.fleet
     managed = managed_prices(fleet, list(simulation.managed))
     book = CostBook(managed=managed, order=[tier.name for tier in fleet.cascade])
     book.add_nodes(static_nodes(simulation))
-    book.add_nodes(_clipped(node) for node in extra_nodes)
+    book.add_nodes(pool_nodes(simulation))
     stats = simulation.gateway.stats
     for name in simulation.gpu:
-        book.add_busy(name, simulation.busy_gpu_seconds(name))
+        for capacity, seconds in simulation.busy_gpu_seconds(name).items():
+            book.add_busy(name, seconds, capacity)
     for tier in fleet.cascade:
         served = stats[tier.name]
         book.add_tokens(tier.name, served.input_tokens, served.output_tokens)

@@ -37,6 +37,7 @@ from tiergate.spec import Fleet
 CONNECT_ERROR = "connect_error"  # the live transport's reason for a refused connection
 FIRST_BYTE_TIMEOUT = "first_byte_timeout"
 STATUS = "status"  # an upstream status listed in fallbackConditions
+RESET = "reset"  # the connection dropped before the first byte
 
 
 @dataclass(slots=True)
@@ -49,6 +50,7 @@ class TierStats:
     ttft: LogHistogram = field(default_factory=LogHistogram)
     itl: LogHistogram = field(default_factory=LogHistogram)
     failed_attempts: int = 0
+    broken: int = 0  # streams cut after they started (their pod went away)
     fallbacks: dict[str, int] = field(default_factory=dict)  # reason -> requests that left
     moved_to: dict[str, int] = field(default_factory=dict)  # target tier -> requests
 
@@ -282,9 +284,20 @@ class SimGateway:
             stats.itl.add_many(request.itl_s, request.output_tokens - 1)
         self._end(request)
 
-    def drop(self, request: SimRequest) -> None:
-        """Its replica went away mid-stream (the pod stopped): the stream ends in an error,
-        after the commit point, as the live relay ends it."""
+    def lost(self, request: SimRequest) -> None:
+        """Its replica went away (the pod stopped). Before the first token the connection
+        reset is a failed attempt that moves on (``reset``, as the live transport names it);
+        after it, the stream ends in an error, as the live relay ends it."""
         request.replica = None
+        if request.first_token_at is None:
+            timer = request.timer
+            if isinstance(timer, Timer):
+                timer.cancel()
+            request.timer = None
+            self._fail(request, RESET, None)
+            return
         request.status = 502
+        stats = self.stats[request.tier or ""]
+        stats.broken += 1
+        stats.requests -= 1  # counted when it started; it ends failed
         self._end(request)

@@ -31,6 +31,7 @@ from tiergate.sim.faults import ActiveFaults, FaultPlan, FaultWindow
 from tiergate.sim.gateway import GpuTier, SimGateway
 from tiergate.sim.loop import EventLoop
 from tiergate.sim.managed import ManagedSettings, ManagedTier
+from tiergate.sim.nodes import Cluster, Pod, PodSpec
 from tiergate.sim.replica import Replica
 from tiergate.sim.request import SimRequest
 from tiergate.sim.result import EventLog, Series
@@ -74,7 +75,7 @@ class SimTier:
         self.limits = SchedulerLimits(
             engine.max_num_seqs, engine.max_num_batched_tokens, engine.block_size
         )
-        self.busy_s = 0.0  # engine-busy seconds of replicas already gone
+        self.busy_s: dict[str, float] = {}  # capacity type -> busy seconds of replicas gone
 
 
 class Simulation:
@@ -111,7 +112,16 @@ class Simulation:
         self._output_total = 0
         self._slowdown: dict[str, float] = {}
         self.series: Series | None = None
+        # Each replica not gone: its tier and capacity type (spot, on-demand, on-prem), for
+        # GPU-hours busy.
+        self.capacity: dict[Replica, tuple[str, str]] = {}
         self._start_static()
+        self.cluster: Cluster | None = None
+        self._pods: dict[str, Replica] = {}  # pod id -> its engine, while in rotation
+        self._pod_specs: dict[str, PodSpec] = {}  # deployment -> the pods it asks for
+        self._deployment_tier: dict[str, str] = {}
+        self.node_tier: dict[str, str] = {}  # node id -> the tier whose pods it ran first
+        self._start_pools()
         self._probes()
 
     # -- building ----------------------------------------------------------------------------
@@ -140,7 +150,75 @@ class Simulation:
         for name, sim_tier in self.gpu.items():
             if not sim_tier.deployment.node_pools:
                 for _ in range(sim_tier.deployment.replicas):
-                    sim_tier.tier.replicas.append(self._replica(name))
+                    replica = self._replica(name)
+                    self.capacity[replica] = (name, "on-prem")
+                    sim_tier.tier.replicas.append(replica)
+
+    def _start_pools(self) -> None:
+        """Deployments on node pools: their initial pods, asked for at the warm-up's start."""
+        pooled = {name: t for name, t in self.gpu.items() if t.deployment.node_pools}
+        if not pooled:
+            return
+        self.cluster = Cluster.from_spec(
+            self.loop,
+            self.fleet.nodes,
+            random.Random(self.rng.random()),
+            self,
+            utc_start=self.options.utc_start,
+        )
+        minimum = {entry.deployment: entry.min_replicas for entry in self.fleet.scaling}
+        for name, sim_tier in pooled.items():
+            deployment = sim_tier.deployment
+            spec = PodSpec(
+                deployment=deployment.name,
+                gpus=deployment.tp,
+                weight_bytes=float(sim_tier.perf.weight_bytes),
+                storage=deployment.storage,
+                pools=tuple(deployment.node_pools),
+            )
+            self._pod_specs[deployment.name] = spec
+            self._deployment_tier[deployment.name] = name
+            initial = minimum.get(deployment.name, deployment.replicas)
+            self.cluster.set_replicas(spec, max(initial, 0))
+
+    def scale(self, deployment: str, replicas: int) -> None:
+        """Ask for ``replicas`` pods of ``deployment`` (what the HPA's rescale does)."""
+        spec = self._pod_specs.get(deployment)
+        if spec is not None and self.cluster is not None:
+            self.cluster.set_replicas(spec, replicas)
+
+    # -- ClusterListener ---------------------------------------------------------------------
+
+    def pod_ready(self, pod: Pod) -> None:
+        """A pod's engine is ready: its Service sends it requests from now."""
+        tier = self._deployment_tier[pod.spec.deployment]
+        replica = self._replica(tier)
+        node = pod.node
+        self.capacity[replica] = (tier, node.capacity_type if node is not None else "on-demand")
+        if node is not None:
+            self.node_tier.setdefault(node.id, tier)
+        self._pods[pod.id] = replica
+        self.gpu[tier].tier.replicas.append(replica)
+
+    def pod_stopping(self, pod: Pod, grace_s: float) -> None:
+        """A pod leaves rotation now; what it still runs after ``grace_s`` is cut off."""
+        replica = self._pods.pop(pod.id, None)
+        if replica is None:
+            return
+        tier = self._deployment_tier[pod.spec.deployment]
+        sim_tier = self.gpu[tier]
+        sim_tier.tier.replicas.remove(replica)
+
+        def gone() -> None:
+            for request in replica.abort_all():
+                self.gateway.lost(request)
+            _, capacity = self.capacity.pop(replica, (tier, "on-demand"))
+            sim_tier.busy_s[capacity] = sim_tier.busy_s.get(capacity, 0.0) + replica.busy_s
+
+        if replica.in_flight:
+            self.loop.after(grace_s, gone)
+        else:
+            gone()
 
     def _replica(self, tier: str) -> Replica:
         sim_tier = self.gpu[tier]
@@ -307,18 +385,24 @@ class Simulation:
         return tokens / output * self.options.speed
 
     def _nodes(self, tier: str) -> float:
+        """Nodes holding the tier's pods (a static deployment: one per replica)."""
         sim_tier = self.gpu[tier]
-        if not sim_tier.deployment.node_pools:
+        if not sim_tier.deployment.node_pools or self.cluster is None:
             return float(len(sim_tier.tier.replicas))
-        return 0.0
+        pods = self.cluster.pods(sim_tier.deployment.name)
+        return float(len({pod.node.id for pod in pods if pod.node is not None}))
 
     # -- what it did -------------------------------------------------------------------------
 
-    def busy_gpu_seconds(self, tier: str) -> float:
-        """GPU-seconds the tier's engines had work (replicas gone included)."""
+    def busy_gpu_seconds(self, tier: str) -> dict[str, float]:
+        """GPU-seconds the tier's engines had work, by capacity type (replicas gone
+        included)."""
         sim_tier = self.gpu[tier]
-        live = sum(replica.busy_s for replica in sim_tier.tier.replicas)
-        return (sim_tier.busy_s + live) * sim_tier.deployment.tp
+        busy = dict(sim_tier.busy_s)
+        for replica, (owner, capacity) in self.capacity.items():  # serving or draining
+            if owner == tier:
+                busy[capacity] = busy.get(capacity, 0.0) + replica.busy_s
+        return {capacity: seconds * sim_tier.deployment.tp for capacity, seconds in busy.items()}
 
 
 def _describe(window: FaultWindow) -> str:

@@ -70,9 +70,7 @@ def run_session(options: SessionOptions) -> SimResult:
         started = time.perf_counter()
         end = simulation.run(workload.requests)
         wall = time.perf_counter() - started
-    result = build_result(
-        simulation, end=end, wall_s=wall, trace=workload.description, extra_nodes=()
-    )
+    result = build_result(simulation, end=end, wall_s=wall, trace=workload.description)
     if options.output_dir is not None:
         write_summary_json(result, options.output_dir)
         write_report_html(result, options.output_dir)

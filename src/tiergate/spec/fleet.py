@@ -15,6 +15,7 @@ from tiergate.spec.comparator import Threshold
 from tiergate.spec.deployments import Deployment
 from tiergate.spec.governance import Governance, Pricing, Tracing
 from tiergate.spec.models import FleetSpec, ModelEntry
+from tiergate.spec.nodepools import NodeSections
 from tiergate.spec.scaling import ScalingEntry
 from tiergate.spec.simulation import Simulation
 
@@ -124,6 +125,7 @@ class Fleet:
     scaling: tuple[ScalingEntry, ...] = ()
     deployments: tuple[Deployment, ...] = ()
     simulation: Simulation = field(default_factory=Simulation)
+    nodes: NodeSections = field(default_factory=NodeSections)  # nodePools and quotas
 
     @property
     def tiers(self) -> tuple[Tier, ...]:
@@ -177,6 +179,7 @@ def resolve(spec: FleetSpec, source: str, warnings: tuple[SpecIssue, ...] = ()) 
         scaling=tuple(spec.scaling),
         deployments=tuple(spec.deployments),
         simulation=spec.simulation,
+        nodes=NodeSections.model_construct(node_pools=spec.node_pools, quotas=spec.quotas),
     )
 
 

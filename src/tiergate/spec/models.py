@@ -26,6 +26,7 @@ from tiergate.spec.base import SpecModel, check_http_url
 from tiergate.spec.comparator import Threshold, parse_threshold
 from tiergate.spec.deployments import Deployment
 from tiergate.spec.governance import Governance, Pricing, Tracing
+from tiergate.spec.nodepools import NodePools, Quotas
 from tiergate.spec.scaling import ScalingEntry
 from tiergate.spec.simulation import Simulation
 
@@ -197,6 +198,8 @@ class FleetSpec(SpecModel):
     scaling: list[ScalingEntry] = Field(default_factory=list)
     deployments: list[Deployment] = Field(default_factory=list)
     simulation: Simulation = Field(default_factory=Simulation)
+    node_pools: NodePools = ()
+    quotas: Quotas = Field(default_factory=Quotas)
 
     @field_validator("scaling")
     @classmethod

@@ -208,6 +208,10 @@ class Cluster:
             counts[name] = by_state
         return counts
 
+    def all_nodes(self) -> list[Node]:
+        """Every node ever launched (on-prem ones from t=0), terminated ones included."""
+        return list(self._all)
+
     def node_records(self) -> list[NodeRecord]:
         """Every node ever launched (on-prem ones from t=0), for billing."""
         return [
