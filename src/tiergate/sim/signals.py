@@ -82,18 +82,20 @@ def extrapolated_rate(
     return increase * (sampled + to_start + to_end) / sampled / (end - start)
 
 
-def _cumulative(counts: tuple[int, ...]) -> list[int]:
-    return list(itertools.accumulate(counts))
+# The deployment-wide fields of a Snapshot, which a reader computes only when asked for
+# (a histogram quantile costs a rate per bucket).
+RATE_FIELDS = ("request_rate", "prompt_token_rate", "generation_token_rate")
+QUANTILE_FIELDS = ("ttft_p95_s", "itl_p95_s")
+ALL_FIELDS = frozenset(RATE_FIELDS + QUANTILE_FIELDS)
 
 
 class _Series:
     """One engine's scrapes kept by Prometheus: times and samples, oldest first."""
 
-    __slots__ = ("deployment", "name", "samples", "stale_at")
+    __slots__ = ("name", "samples", "stale_at")
 
-    def __init__(self, name: str, deployment: str) -> None:
+    def __init__(self, name: str) -> None:
         self.name = name
-        self.deployment = deployment
         self.samples: deque[tuple[float, EngineSample]] = deque()
         self.stale_at: float | None = None  # when its target disappeared
 
@@ -101,14 +103,14 @@ class _Series:
 class SimPrometheus:
     """A Prometheus scraping every engine of ``deployments`` every ``scrape_interval_s``.
 
-    ``retention_s`` must cover the longest ``rate`` window queried. Scrapes are scheduled on
-    ``loop`` from its current time on.
+    ``retention_s`` must cover the longest ``rate`` window queried (the newest sample of each
+    series is kept for the lookback delta besides). Scrapes are scheduled on ``loop`` from its
+    current time on.
     """
 
     __slots__ = (
         "_deployments",
         "_engines",
-        "_series",
         "lookback_delta_s",
         "retention_s",
         "scrape_interval_s",
@@ -128,11 +130,11 @@ class SimPrometheus:
         if not scrape_interval_s > 0:
             raise ValueError(f"scrape_interval_s must be > 0, not {scrape_interval_s}")
         self._engines = engines
-        self._deployments = tuple(dict.fromkeys(deployments))
+        # deployment -> engine name -> its series
+        self._deployments: dict[str, dict[str, _Series]] = {d: {} for d in deployments}
         self.scrape_interval_s = scrape_interval_s
-        self.retention_s = max(retention_s, lookback_delta_s)
+        self.retention_s = retention_s
         self.lookback_delta_s = lookback_delta_s
-        self._series: dict[str, _Series] = {}
         self.scrapes = 0
         clock = loop
 
@@ -144,26 +146,26 @@ class SimPrometheus:
     def scrape(self, now: float) -> None:
         """One scrape of every target at ``now``; targets gone since the last are marked stale."""
         self.scrapes += 1
-        series = self._series
-        seen: set[str] = set()
-        for deployment in self._deployments:
+        horizon = now - self.retention_s
+        forget = now - max(self.retention_s, self.lookback_delta_s)
+        for deployment, series in self._deployments.items():
+            seen = set()
             for engine in self._engines(deployment):
                 name = engine.name
                 seen.add(name)
                 one = series.get(name)
                 if one is None or one.stale_at is not None:
-                    one = series[name] = _Series(name, deployment)
+                    one = series[name] = _Series(name)
                 one.samples.append((now, engine.read()))
-        horizon = now - self.retention_s
-        for name in list(series):
-            one = series[name]
-            if name not in seen and one.stale_at is None:
-                one.stale_at = now
-            samples = one.samples
-            while samples and samples[0][0] <= horizon:
-                samples.popleft()
-            if not samples:
-                del series[name]
+            for name in list(series):
+                one = series[name]
+                if name not in seen and one.stale_at is None:
+                    one.stale_at = now
+                samples = one.samples
+                while len(samples) > 1 and samples[0][0] <= horizon:
+                    samples.popleft()
+                if samples[-1][0] <= forget:
+                    del series[name]
 
     def snapshot(
         self,
@@ -175,63 +177,108 @@ class SimPrometheus:
         pending: int = 0,
         pending_ready_at: tuple[float, ...] = (),
         now: float,
+        fields: frozenset[str] = ALL_FIELDS,
     ) -> Snapshot:
         """What the live :class:`~tiergate.scaling.signals.PrometheusSignals` would read at
-        ``now`` with ``SignalQueries.for_vllm(window=window_s)``."""
+        ``now`` with ``SignalQueries.for_vllm(window=window_s)``. Only the deployment-wide
+        ``fields`` named are computed (the others are ``None``); the gauges always are."""
         start = now - window_s
         replicas: list[ReplicaSignals] = []
-        requests = prompt = generation = 0.0
+        rates = [0.0, 0.0, 0.0]
+        want_rates = any(f in fields for f in RATE_FIELDS)
+        want_ttft = "ttft_p95_s" in fields
+        want_itl = "itl_p95_s" in fields
         rated = False
         ttft = [0.0] * len(_TTFT_BOUNDS)
         itl = [0.0] * len(_ITL_BOUNDS)
-        for one in sorted(self._series.values(), key=_by_name):
-            if one.deployment != deployment:
-                continue
+        series = self._deployments[deployment]
+        for name in sorted(series):
+            one = series[name]
             gauge = _instant(one, now, self.lookback_delta_s)
             if gauge is not None:
-                replicas.append(
-                    ReplicaSignals(gauge.kv_usage, gauge.waiting, gauge.running, name=one.name)
-                )
+                replicas.append(ReplicaSignals(gauge.kv_usage, gauge.waiting, gauge.running, name))
             inside = [(t, s) for t, s in one.samples if start < t <= now]
             if len(inside) < 2:
                 continue
             rated = True
             (t0, first), (t1, last) = inside[0], inside[-1]
             n = len(inside)
-
-            def rate(v0: float, v1: float, t0: float = t0, t1: float = t1, n: int = n) -> float:
-                return extrapolated_rate((t0, v0), (t1, v1), n, start, now)
-
-            requests += rate(first.requests, last.requests)
-            prompt += rate(first.prompt_tokens, last.prompt_tokens)
-            generation += rate(first.generation_tokens, last.generation_tokens)
-            for i, (v0, v1) in enumerate(
-                zip(_cumulative(first.ttft), _cumulative(last.ttft), strict=True)
-            ):
-                ttft[i] += rate(v0, v1)
-            for i, (v0, v1) in enumerate(
-                zip(_cumulative(first.itl), _cumulative(last.itl), strict=True)
-            ):
-                itl[i] += rate(v0, v1)
+            if want_rates:
+                for i, (v0, v1) in enumerate(
+                    (
+                        (first.requests, last.requests),
+                        (first.prompt_tokens, last.prompt_tokens),
+                        (first.generation_tokens, last.generation_tokens),
+                    )
+                ):
+                    rates[i] += extrapolated_rate((t0, v0), (t1, v1), n, start, now)
+            if want_ttft:
+                _add_bucket_rates(ttft, first.ttft, last.ttft, (t0, t1, n, start, now))
+            if want_itl:
+                _add_bucket_rates(itl, first.itl, last.itl, (t0, t1, n, start, now))
         replicas += [_UNKNOWN] * (ready - len(replicas))
-        return Snapshot(
-            deployment=deployment,
-            role=role,
-            at=now,
+        values: dict[str, float | None] = dict.fromkeys(ALL_FIELDS)
+        if rated:
+            for field, rate in zip(RATE_FIELDS, rates, strict=True):
+                if field in fields:
+                    values[field] = rate
+            if want_ttft:
+                values["ttft_p95_s"] = _p95(_TTFT_BOUNDS, ttft)
+            if want_itl:
+                values["itl_p95_s"] = _p95(_ITL_BOUNDS, itl)
+        return _snapshot(
+            deployment,
+            role,
+            now,
+            replicas,
+            values,
             ready=ready,
-            replicas=tuple(replicas),
             pending=pending,
             pending_ready_at=pending_ready_at,
-            request_rate=requests if rated else None,
-            prompt_token_rate=prompt if rated else None,
-            generation_token_rate=generation if rated else None,
-            ttft_p95_s=_p95(_TTFT_BOUNDS, ttft) if rated else None,
-            itl_p95_s=_p95(_ITL_BOUNDS, itl) if rated else None,
         )
 
 
-def _by_name(series: _Series) -> str:
-    return series.name
+def _add_bucket_rates(
+    into: list[float],
+    first: tuple[int, ...],
+    last: tuple[int, ...],
+    at: tuple[float, float, int, float, float],
+) -> None:
+    """Add each cumulative bucket's rate (one ``rate()`` per ``le`` series) to ``into``."""
+    t0, t1, n, start, end = at
+    v0 = v1 = 0
+    for i, (c0, c1) in enumerate(zip(first, last, strict=True)):
+        v0 += c0
+        v1 += c1
+        if v1:
+            into[i] += extrapolated_rate((t0, float(v0)), (t1, float(v1)), n, start, end)
+
+
+def _snapshot(
+    deployment: str,
+    role: Role,
+    now: float,
+    replicas: list[ReplicaSignals],
+    values: dict[str, float | None],
+    *,
+    ready: int,
+    pending: int,
+    pending_ready_at: tuple[float, ...],
+) -> Snapshot:
+    return Snapshot(
+        deployment=deployment,
+        role=role,
+        at=now,
+        ready=ready,
+        replicas=tuple(replicas),
+        pending=pending,
+        pending_ready_at=pending_ready_at,
+        request_rate=values["request_rate"],
+        prompt_token_rate=values["prompt_token_rate"],
+        generation_token_rate=values["generation_token_rate"],
+        ttft_p95_s=values["ttft_p95_s"],
+        itl_p95_s=values["itl_p95_s"],
+    )
 
 
 def _instant(series: _Series, now: float, lookback_s: float) -> EngineSample | None:
@@ -277,52 +324,58 @@ class SimScrape:
         pending: int = 0,
         pending_ready_at: tuple[float, ...] = (),
         now: float,
+        fields: frozenset[str] = ALL_FIELDS,
     ) -> Snapshot:
-        """Scrape every engine of ``deployment`` now and read the window's growth."""
-        engines = self._engines(deployment)
+        """Scrape every engine of ``deployment`` now and read the window's growth; only the
+        deployment-wide ``fields`` named are computed."""
         replicas: list[ReplicaSignals] = []
         grown: list[tuple[float, EngineSample, EngineSample]] = []
-        known = self._history.setdefault(deployment, {})
+        known = self._history.get(deployment, {})
         histories = {}
-        for engine in engines:
+        for engine in self._engines(deployment):
             sample = engine.read()
-            replicas.append(
-                ReplicaSignals(sample.kv_usage, sample.waiting, sample.running, name=engine.name)
-            )
-            history = self._remember(known.get(engine.name), now, sample)
-            histories[engine.name] = history
+            name = engine.name
+            replicas.append(ReplicaSignals(sample.kv_usage, sample.waiting, sample.running, name))
+            history = self._remember(known.get(name), now, sample)
+            histories[name] = history
             if len(history) >= 2:
                 grown.append((history[-1][0] - history[0][0], history[0][1], sample))
         # Engines no longer listed (pods gone) are forgotten; a new one starts without history.
         self._history[deployment] = histories
-        span = max((g[0] for g in grown), default=0.0)
-        rated = bool(grown) and span > 0
-        requests = prompt = generation = 0.0
-        ttft = [0.0] * len(_TTFT_BOUNDS)
-        itl = [0.0] * len(_ITL_BOUNDS)
-        for _, first, last in grown:
-            requests += last.requests - first.requests
-            prompt += last.prompt_tokens - first.prompt_tokens
-            generation += last.generation_tokens - first.generation_tokens
-            for i, (v0, v1) in enumerate(zip(first.ttft, last.ttft, strict=True)):
-                ttft[i] += v1 - v0
-            for i, (v0, v1) in enumerate(zip(first.itl, last.itl, strict=True)):
-                itl[i] += v1 - v0
         replicas += [_UNKNOWN] * (ready - len(replicas))
-        per_s = 1 / span if rated else 0.0
-        return Snapshot(
-            deployment=deployment,
-            role=role,
-            at=now,
+        values: dict[str, float | None] = dict.fromkeys(ALL_FIELDS)
+        # One divisor for all: the longest span any engine's history covers.
+        span = max((g[0] for g in grown), default=0.0)
+        if span > 0:
+            rates = [0.0, 0.0, 0.0]
+            ttft = [0.0] * len(_TTFT_BOUNDS)
+            itl = [0.0] * len(_ITL_BOUNDS)
+            for _, first, last in grown:
+                rates[0] += last.requests - first.requests
+                rates[1] += last.prompt_tokens - first.prompt_tokens
+                rates[2] += last.generation_tokens - first.generation_tokens
+                if "ttft_p95_s" in fields:
+                    for i, (c0, c1) in enumerate(zip(first.ttft, last.ttft, strict=True)):
+                        ttft[i] += c1 - c0
+                if "itl_p95_s" in fields:
+                    for i, (c0, c1) in enumerate(zip(first.itl, last.itl, strict=True)):
+                        itl[i] += c1 - c0
+            for field, grew in zip(RATE_FIELDS, rates, strict=True):
+                if field in fields:
+                    values[field] = grew / span
+            if "ttft_p95_s" in fields:
+                values["ttft_p95_s"] = _p95(_TTFT_BOUNDS, list(itertools.accumulate(ttft)))
+            if "itl_p95_s" in fields:
+                values["itl_p95_s"] = _p95(_ITL_BOUNDS, list(itertools.accumulate(itl)))
+        return _snapshot(
+            deployment,
+            role,
+            now,
+            replicas,
+            values,
             ready=ready,
-            replicas=tuple(replicas),
             pending=pending,
             pending_ready_at=pending_ready_at,
-            request_rate=requests * per_s if rated else None,
-            prompt_token_rate=prompt * per_s if rated else None,
-            generation_token_rate=generation * per_s if rated else None,
-            ttft_p95_s=_p95(_TTFT_BOUNDS, _rates(ttft, per_s)) if rated else None,
-            itl_p95_s=_p95(_ITL_BOUNDS, _rates(itl, per_s)) if rated else None,
         )
 
     def _remember(
@@ -337,8 +390,3 @@ class SimScrape:
         while len(history) > 2 and history[1][0] <= start:
             history.popleft()
         return history
-
-
-def _rates(per_bucket: list[float], per_s: float) -> list[float]:
-    """Per-bucket growth as cumulative rates."""
-    return [count * per_s for count in itertools.accumulate(per_bucket)]
