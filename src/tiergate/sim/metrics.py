@@ -12,6 +12,7 @@ Bucket bounds are vLLM's (``vllm/v1/metrics/loggers.py``, constants in
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -124,8 +125,8 @@ class EngineMetrics:
             requests=float(self.requests_total),
             prompt_tokens=float(self.prompt_tokens_total),
             generation_tokens=float(self.generation_tokens_total),
-            ttft=tuple(self.ttft_counts),
-            itl=tuple(self.itl_counts),
+            ttft=tuple(itertools.accumulate(self.ttft_counts)),
+            itl=tuple(itertools.accumulate(self.itl_counts)),
             running=float(running),
             waiting=float(waiting),
             kv_usage=float(kv_usage),
@@ -134,8 +135,8 @@ class EngineMetrics:
 
 @dataclass(frozen=True, slots=True)
 class EngineSample:
-    """One scrape of an :class:`EngineMetrics`: counter values, per-bucket histogram counts
-    (cumulate with :func:`cumulative`), gauges."""
+    """One scrape of an :class:`EngineMetrics`: counter values, cumulative histogram counts
+    (``_bucket{le=...}`` in bound order, ``+Inf`` last), gauges."""
 
     requests: float
     prompt_tokens: float
