@@ -96,14 +96,12 @@ class EngineMetrics:
         "name",
         "prompt_tokens_total",
         "requests_total",
-        "started_at",
         "ttft_counts",
     )
 
-    def __init__(self, name: str, gauges: Callable[[], Gauges], *, started_at: float = 0.0) -> None:
+    def __init__(self, name: str, gauges: Callable[[], Gauges]) -> None:
         self.name = name
         self.gauges = gauges
-        self.started_at = started_at  # when the engine began serving (its counters' _created)
         self.requests_total = 0
         self.prompt_tokens_total = 0
         self.generation_tokens_total = 0

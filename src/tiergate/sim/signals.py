@@ -262,8 +262,7 @@ def _add_bucket_rates(
         if increase:  # a counter only grows here; 0 adds nothing
             # Never further back than the counter's zero (v0 >= 0 always).
             reach = sampled * v0 / increase
-            if reach > to_start:
-                reach = to_start
+            reach = to_start if reach > to_start else reach  # min() costs a call per bucket
             into[i] += increase * (sampled + reach + to_end) * per_s
 
 
