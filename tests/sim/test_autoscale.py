@@ -203,3 +203,35 @@ def test_keda_scales_to_zero_a_cooldown_after_the_floor_closes() -> None:
     scaler = autoscaler(loop, fleet, entry(minReplicas=0, schedules=[OFFICE_HOURS]))
     loop.run(until=60 + 10 * 3600)
     assert scaler.series["qwen"] == [(0.0, 0), (60.0, 1), (60.0, 4), (32_730.0, 0)]
+
+
+@pytest.mark.parametrize(
+    ("signals", "seen_at_10", "scaled_at"),
+    [
+        # Behind Prometheus the scaler still reads the scrape of t = 0 (no queue) at t = 10;
+        # the HPA's sync at t = 15 runs before the scaler's step of that instant, so it gets
+        # the step of t = 10 (1) and acts on the 20 at its sync of t = 30.
+        ({"prometheus": {"url": "http://prometheus:9090"}}, 1, 30.0),
+        # Scraping the engines itself, it sees the 100 waiting at t = 5: ceil(100 / 5) = 20,
+        # which the HPA takes at t = 15.
+        ({"scrape": {"urls": ["http://qwen-0:8000/metrics"]}}, 20, 15.0),
+    ],
+)
+def test_the_scaler_behind_prometheus_sees_a_queue_a_scrape_late(
+    signals: dict[str, Any], seen_at_10: int, scaled_at: float
+) -> None:
+    loop = EventLoop()
+    fleet = Fleet(replicas=1)
+
+    def burst() -> None:
+        fleet.waiting = 100
+
+    loop.at(1.0, burst)
+    scaler = autoscaler(loop, fleet, entry(mode="tiergate", signals=signals))
+    loop.run(until=10)
+    latest = scaler.latest("qwen")
+    assert latest is not None
+    assert latest.desired == seen_at_10
+    loop.run(until=40)
+    # The first change: 1 -> max(2, 5) = 5 under the HPA's default scale-up limit.
+    assert scaler.series["qwen"][:2] == [(0.0, 1), (scaled_at, 5)]
