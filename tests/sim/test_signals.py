@@ -141,3 +141,18 @@ def test_le_is_inclusive() -> None:
     assert cumulative(TTFT_BUCKETS, e1.ttft_counts)[0.1] == 1
     assert cumulative(TTFT_BUCKETS, e1.ttft_counts)[0.08] == 0
     assert e1.itl_counts[1] == 3
+
+
+def test_direct_scrapes_forget_a_gone_engine_and_start_a_new_one_without_history() -> None:
+    e1, e2 = engine("e1"), engine("e2")
+    listed = [e1]
+    scrape = SimScrape(lambda d: listed, window_s=60.0)
+    scrape.snapshot("d", Role.UNIFIED, ready=1, now=0.0)
+    e1.requests_total = 10
+    listed = [e2]  # e1's pod replaced by e2's
+    snap = scrape.snapshot("d", Role.UNIFIED, ready=1, now=10.0)
+    assert [r.name for r in snap.replicas] == ["e2"]
+    assert snap.request_rate is None  # e2's first scrape; e1's requests are gone with it
+    e2.requests_total = 5
+    # e2 alone: 5 requests in the 5 s since its first scrape.
+    assert scrape.snapshot("d", Role.UNIFIED, ready=1, now=15.0).request_rate == 1.0
