@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from tiergate.scaling.policy_base import (
@@ -45,33 +46,41 @@ from tiergate.scaling.policy_base import (
     query_value,
     trim,
 )
-from tiergate.scaling.policy_hpa_settings import HpaScalingRules, HpaSettings, HpaTrigger
+from tiergate.scaling.policy_hpa_settings import (
+    HpaExternalMetric,
+    HpaScalingRules,
+    HpaSettings,
+    HpaTrigger,
+)
 from tiergate.scaling.snapshot import Decision, Snapshot
 
 
 @dataclass(frozen=True, slots=True)
 class _Proposal:
-    """One trigger's replica count (``None``: the metric was unavailable)."""
+    """One metric's replica count (``None``: the metric was unavailable)."""
 
-    trigger: HpaTrigger
+    label: str
+    metric_type: str
+    threshold: float
+    signal: str
     value: float | None
     desired: int | None
     within_tolerance: bool = False
 
     def describe(self) -> str:
-        trigger = self.trigger
         return (
-            f"{trigger.label}={self.value:g} {trigger.metric_type} target "
-            f"{trigger.threshold:g} → {self.desired}"
+            f"{self.label}={self.value:g} {self.metric_type} target "
+            f"{self.threshold:g} → {self.desired}"
         )
 
 
 def propose(trigger: HpaTrigger, snapshot: Snapshot, tolerance: float) -> _Proposal:
     """One trigger's proposal (rules 2 and 3 of the module docstring)."""
     value = query_value(snapshot, trigger.signal, trigger.query_aggregation)
+    about = (trigger.label, trigger.metric_type, trigger.threshold, str(trigger.signal))
     if value is None:
         if not trigger.null_as_zero:
-            return _Proposal(trigger, None, None)
+            return _Proposal(*about, None, None)
         value = 0.0
     current = current_replicas(snapshot)
     if trigger.metric_type == "AverageValue":
@@ -81,8 +90,23 @@ def propose(trigger: HpaTrigger, snapshot: Snapshot, tolerance: float) -> _Propo
         ratio = value / trigger.threshold
         desired = math.ceil(ratio * snapshot.ready)
     if abs(1.0 - ratio) <= tolerance:
-        return _Proposal(trigger, value, current, within_tolerance=True)
-    return _Proposal(trigger, value, desired)
+        return _Proposal(*about, value, current, within_tolerance=True)
+    return _Proposal(*about, value, desired)
+
+
+def propose_external(
+    metric: HpaExternalMetric, value: float | None, snapshot: Snapshot, tolerance: float
+) -> _Proposal:
+    """An external metric's proposal from its ``value`` (``None``: it could not be fetched):
+    rule 3's ``AverageValue`` case."""
+    about = (metric.name, "AverageValue", metric.target, metric.name)
+    if value is None:
+        return _Proposal(*about, None, None)
+    current = current_replicas(snapshot)
+    ratio = value / (metric.target * current)
+    if abs(1.0 - ratio) <= tolerance:
+        return _Proposal(*about, value, current, within_tolerance=True)
+    return _Proposal(*about, value, math.ceil(value / metric.target))
 
 
 def _changes_within(events: deque[tuple[float, int]], period_s: float, now: float) -> int:
@@ -107,8 +131,11 @@ class HpaPolicy:
         self._scale_ups: deque[tuple[float, int]] = deque()
         self._scale_downs: deque[tuple[float, int]] = deque()
 
-    def decide(self, snapshot: Snapshot, now: float) -> Decision:
-        """The replica count the HPA sets after one sync at ``now`` (seconds)."""
+    def decide(
+        self, snapshot: Snapshot, now: float, external: Mapping[str, float] | None = None
+    ) -> Decision:
+        """The replica count the HPA sets after one sync at ``now`` (seconds). ``external``:
+        the values of the settings' external metrics, by name (one missing is unavailable)."""
         settings = self.settings
         current = current_replicas(snapshot)
         if current == 0:
@@ -129,6 +156,11 @@ class HpaPolicy:
                 guard=Guard.BOUNDS,
             )
         proposals = [propose(t, snapshot, settings.tolerance) for t in settings.triggers]
+        values = external or {}
+        proposals += [
+            propose_external(m, values.get(m.name), snapshot, settings.tolerance)
+            for m in settings.external_metrics
+        ]
         valid = [p for p in proposals if p.desired is not None]
         best = _largest(valid)
         if best is None or (len(valid) < len(proposals) and _desired(best) < current):
@@ -241,7 +273,7 @@ class HpaPolicy:
             snapshot.deployment,
             desired,
             reason,
-            signal=str(proposal.trigger.signal) if proposal else None,
+            signal=proposal.signal if proposal else None,
             value=proposal.value if proposal else None,
             guard=str(guard) if guard else None,
         )
@@ -258,7 +290,7 @@ class HpaPolicy:
     ) -> Decision:
         """Rule 4's guard: no change when metrics are missing and the rest do not scale up."""
         current = current_replicas(snapshot)
-        missing = ", ".join(p.trigger.label for p in proposals if p.desired is None)
+        missing = ", ".join(p.label for p in proposals if p.desired is None)
         rest = f"; the others say {_desired(best)}" if best is not None else ""
         return Decision(
             snapshot.deployment,

@@ -128,10 +128,26 @@ class HpaTrigger:
 
 
 @dataclass(frozen=True, slots=True)
+class HpaExternalMetric:
+    """An HPA metric of type External, ``AverageValue`` over ``target``, whose value the caller
+    passes to each :meth:`~tiergate.scaling.policy_hpa.HpaPolicy.decide`: a KEDA cron trigger
+    (``desiredReplicas`` inside its window, else 1, over a target of 1; KEDA's
+    ``cron_scaler.go``) or tiergate's external scaler (the desired count over a target of 1)."""
+
+    name: str
+    target: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.target > 0:
+            raise ValueError(f"external metric target must be > 0, not {self.target}")
+
+
+@dataclass(frozen=True, slots=True)
 class HpaSettings:
     """A ScaledObject's triggers, replica bounds, behaviour and the HPA tolerance.
 
     ``min_replicas`` ≥ 1: scaling between 0 and 1 is KEDA's activation, not the HPA's.
+    ``external_metrics``: metrics besides the Prometheus triggers, valued by the caller.
     """
 
     triggers: tuple[HpaTrigger, ...]
@@ -139,9 +155,10 @@ class HpaSettings:
     max_replicas: int = 100  # KEDA's maxReplicaCount default
     behavior: HpaBehavior = field(default_factory=HpaBehavior)
     tolerance: float = DEFAULT_TOLERANCE
+    external_metrics: tuple[HpaExternalMetric, ...] = ()
 
     def __post_init__(self) -> None:
-        if not self.triggers:
+        if not self.triggers and not self.external_metrics:
             raise ValueError("an HPA needs at least one trigger")
         if not 1 <= self.min_replicas <= self.max_replicas:
             raise ValueError(

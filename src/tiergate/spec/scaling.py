@@ -149,6 +149,44 @@ class KubernetesTarget(SpecModel):
         return self
 
 
+class CronSchedule(SpecModel):
+    """A time-of-day floor: KEDA's cron trigger (https://keda.sh/docs/scalers/cron/).
+
+    Between a ``start`` and the ``end`` after it (5-field cron expressions on ``timezone``'s
+    wall clock), the trigger asks for ``desiredReplicas``; the HPA takes the largest count over
+    all triggers, so a floor raises the count inside its window and never lowers it. Outside,
+    it asks for nothing beyond the entry's minimum.
+    """
+
+    start: str
+    end: str
+    desired_replicas: int = Field(ge=0)
+    timezone: str = "UTC"
+
+    @field_validator("start", "end")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        # The simulator's parser (KEDA's rules), imported only when a schedule is given.
+        from tiergate.sim.cron import parse_cron  # noqa: PLC0415 - spec sits below sim
+
+        parse_cron(value)
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from tiergate.sim.cron import zone  # noqa: PLC0415 - spec sits below sim
+
+        zone(value)
+        return value
+
+    @model_validator(mode="after")
+    def _distinct(self) -> CronSchedule:
+        if self.start.split() == self.end.split():
+            raise ValueError(f"start and end are the same ({self.start!r}): KEDA refuses it")
+        return self
+
+
 class ScalingEntry(SpecModel):
     """One deployment the scaler sizes. ``tier`` names the fleet tier it serves (optional)."""
 
@@ -163,6 +201,12 @@ class ScalingEntry(SpecModel):
     windows: ScalingWindows = Field(default_factory=ScalingWindows)
     signals: SignalSource
     kubernetes: KubernetesTarget | None = None
+    # KEDA ScaledObject fields (defaults of its spec): how often KEDA itself polls the triggers,
+    # which only matters for activation 0 <-> 1 (minReplicas 0), and how long after the last
+    # active poll it scales to zero.
+    polling_interval_s: float = Field(default=30, gt=0)
+    cooldown_period_s: float = Field(default=300, ge=0)
+    schedules: tuple[CronSchedule, ...] = ()
 
     @model_validator(mode="after")
     def _consistent(self) -> ScalingEntry:
@@ -176,6 +220,14 @@ class ScalingEntry(SpecModel):
             raise ValueError(
                 f"a {self.role} deployment does not scale on {', '.join(foreign)} (its signals: "
                 f"{', '.join(sorted(ROLE_TARGETS[self.role]))})"
+            )
+        high = [
+            s.desired_replicas for s in self.schedules if s.desired_replicas > self.max_replicas
+        ]
+        if high:
+            raise ValueError(
+                f"a schedule asks for {max(high)} replicas, above maxReplicas {self.max_replicas}"
+                " (the HPA would cap it)"
             )
         down = self.windows.scale_down_stabilization_s
         if self.mode == "tiergate" and down is not None and down < self.cold_start_s:

@@ -1,0 +1,146 @@
+"""What one simulated engine exposes on ``/metrics``: vLLM's counters, histograms and gauges.
+
+The replica updates an :class:`EngineMetrics` on its hot path with plain attribute increments;
+the simulated Prometheus and the direct-scrape reader (:mod:`tiergate.sim.signals`) read it at
+their own times, as a cluster's readers would read a vLLM pod.
+
+Bucket bounds are vLLM's (``vllm/v1/metrics/loggers.py``, constants in
+``vllm/v1/metrics/buckets.py``): ``vllm:time_to_first_token_seconds`` and
+``vllm:inter_token_latency_seconds``, each with the implicit ``+Inf`` bucket.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+# vllm:time_to_first_token_seconds buckets (vLLM V1 PrometheusStatLogger).
+TTFT_BUCKETS: tuple[float, ...] = (
+    0.001,
+    0.005,
+    0.01,
+    0.02,
+    0.04,
+    0.06,
+    0.08,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    20.0,
+    40.0,
+    80.0,
+    160.0,
+    640.0,
+    2560.0,
+)
+# vllm:inter_token_latency_seconds buckets (the same as request_time_per_output_token_seconds).
+ITL_BUCKETS: tuple[float, ...] = (
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.2,
+    0.3,
+    0.4,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    20.0,
+    40.0,
+    80.0,
+)
+
+Gauges = tuple[float, float, float]  # (running, waiting, kv_usage as a 0-1 fraction)
+
+
+def cumulative(bounds: tuple[float, ...], counts: list[int]) -> dict[float, float]:
+    """Per-bucket counts (one more than ``bounds``: the last is ``+Inf``) as Prometheus'
+    cumulative ``_bucket{le=...}`` series, by upper bound."""
+    out: dict[float, float] = {}
+    total = 0
+    for bound, count in zip((*bounds, math.inf), counts, strict=True):
+        total += count
+        out[bound] = float(total)
+    return out
+
+
+class EngineMetrics:
+    """One simulated vLLM engine's metrics; ``name`` is its pod (the ``pod`` label).
+
+    Counters: ``requests_total`` (``vllm:request_success_total``: requests finished),
+    ``prompt_tokens_total``, ``generation_tokens_total``. Histograms: per-bucket (not yet
+    cumulative) counts in ``ttft_counts`` / ``itl_counts``, cumulated only when read, so an
+    observation costs one bisect and one increment. Gauges come from ``gauges()``, supplied by
+    the replica, read at scrape time only.
+    """
+
+    __slots__ = (
+        "gauges",
+        "generation_tokens_total",
+        "itl_counts",
+        "name",
+        "prompt_tokens_total",
+        "requests_total",
+        "ttft_counts",
+    )
+
+    def __init__(self, name: str, gauges: Callable[[], Gauges]) -> None:
+        self.name = name
+        self.gauges = gauges
+        self.requests_total = 0
+        self.prompt_tokens_total = 0
+        self.generation_tokens_total = 0
+        self.ttft_counts = [0] * (len(TTFT_BUCKETS) + 1)
+        self.itl_counts = [0] * (len(ITL_BUCKETS) + 1)
+
+    def observe_ttft(self, seconds: float) -> None:
+        """One time to first token (``le`` is inclusive: 0.1 s falls in the 0.1 bucket)."""
+        self.ttft_counts[bisect.bisect_left(TTFT_BUCKETS, seconds)] += 1
+
+    def observe_itl(self, seconds: float, count: int = 1) -> None:
+        """``count`` inter-token gaps of ``seconds`` each (one decode step for a batch)."""
+        self.itl_counts[bisect.bisect_left(ITL_BUCKETS, seconds)] += count
+
+    def read(self) -> EngineSample:
+        """Everything a scrape at this moment sees."""
+        running, waiting, kv_usage = self.gauges()
+        return EngineSample(
+            requests=float(self.requests_total),
+            prompt_tokens=float(self.prompt_tokens_total),
+            generation_tokens=float(self.generation_tokens_total),
+            ttft=tuple(itertools.accumulate(self.ttft_counts)),
+            itl=tuple(itertools.accumulate(self.itl_counts)),
+            running=float(running),
+            waiting=float(waiting),
+            kv_usage=float(kv_usage),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSample:
+    """One scrape of an :class:`EngineMetrics`: counter values, cumulative histogram counts
+    (``_bucket{le=...}`` in bound order, ``+Inf`` last), gauges."""
+
+    requests: float
+    prompt_tokens: float
+    generation_tokens: float
+    ttft: tuple[int, ...]
+    itl: tuple[int, ...]
+    running: float
+    waiting: float
+    kv_usage: float
