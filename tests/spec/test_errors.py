@@ -42,7 +42,7 @@ CASES: dict[str, tuple[str, list[str]]] = {
         VALID.replace("routing:", "routng:"),
         [
             "fleet.yaml:1:1: routng: unknown key 'routng' (did you mean 'routing'?); "
-            "valid keys: routing, models, gateway, governance, tracing, scaling, deployments, simulation, nodePools, quotas"
+            "valid keys: routing, models, gateway, governance, tracing, scaling, deployments, simulation, nodePools, quotas, cluster"
         ],
     ),
     "unknown model key": (

@@ -15,6 +15,7 @@ from tiergate.ledger.pricing import FREE
 from tiergate.sim.managed import managed_price
 from tiergate.sim.result import (
     CapacityCost,
+    EventLog,
     Fidelity,
     SimResult,
     SloResult,
@@ -167,7 +168,7 @@ def build_result(
     )
     series = simulation.series
     assert series is not None
-    events = simulation.events
+    events = all_events(simulation)
     fidelity: Fidelity = simulation.options.fidelity
     return SimResult(
         fleet=fleet.source,
@@ -188,6 +189,27 @@ def build_result(
         event_counts=dict(events.counts),
         peak_rss_mib=_peak_rss(),
     )
+
+
+def all_events(simulation: Simulation) -> EventLog:
+    """The run's events in time order: the gateway's (breakers, health, faults), the
+    scaler's rescales and the nodes' launches, terminations and interruptions."""
+    found: list[tuple[float, str, str, str]] = [
+        (e.at, e.kind, e.subject, e.text) for e in simulation.events.events
+    ]
+    if simulation.autoscaler is not None:
+        for scale in simulation.autoscaler.events:
+            text = f"{scale.before} -> {scale.after} ({scale.by}): {scale.reason}"
+            found.append((scale.at, "scale", scale.deployment, text))
+    if simulation.cluster is not None:
+        for event in simulation.cluster.events:
+            found.append((event.t, f"node {event.kind}", "", event.text))
+    log = EventLog()
+    for at, kind, subject, text in sorted(found, key=lambda e: e[0]):
+        if at >= 0:  # the warm-up's start of the initial pods is not part of the run
+            log.add(at, kind, subject, text)
+    log.dropped += simulation.events.dropped
+    return log
 
 
 def _clipped(node: NodeUsage) -> NodeUsage:

@@ -17,6 +17,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tiergate.sim.stats import LogHistogram
+
 # vllm:time_to_first_token_seconds buckets (vLLM V1 PrometheusStatLogger).
 TTFT_BUCKETS: tuple[float, ...] = (
     0.001,
@@ -144,3 +146,29 @@ class EngineSample:
     running: float
     waiting: float
     kv_usage: float
+
+
+class EngineObserver:
+    """A replica's :class:`~tiergate.sim.replica.Observer`: its engine's metrics (what the
+    scaler scrapes) and its tier's inter-token latency histogram (what the summary shows)."""
+
+    __slots__ = ("itl", "metrics")
+
+    def __init__(self, metrics: EngineMetrics, itl: LogHistogram) -> None:
+        self.metrics = metrics
+        self.itl = itl
+
+    def first_token(self, ttft_s: float, prompt_tokens: int) -> None:
+        metrics = self.metrics
+        metrics.observe_ttft(ttft_s)
+        metrics.prompt_tokens_total += prompt_tokens
+
+    def generated(self, tokens: int) -> None:
+        self.metrics.generation_tokens_total += tokens
+
+    def gaps(self, seconds: float, count: int) -> None:
+        self.metrics.observe_itl(seconds, count)
+        self.itl.add_many(seconds, count)
+
+    def finished(self) -> None:
+        self.metrics.requests_total += 1

@@ -25,13 +25,16 @@ class ReplicaSink(Protocol):
 
 
 class Observer(Protocol):
-    """What a replica reports to its engine metrics (``tiergate.sim.metrics``)."""
+    """What a replica reports, as vLLM's metrics count it: each first token (its prompt is
+    then prefilled), the tokens each step generates, their gaps, and each request's end."""
 
-    def observe_ttft(self, value: float) -> None: ...
+    def first_token(self, ttft_s: float, prompt_tokens: int) -> None: ...
 
-    def observe_itl(self, value: float, count: int = 1) -> None: ...
+    def generated(self, tokens: int) -> None: ...
 
-    def count_finished(self, prompt_tokens: int, output_tokens: int) -> None: ...
+    def gaps(self, seconds: float, count: int) -> None: ...
+
+    def finished(self) -> None: ...
 
 
 class Replica:
@@ -149,16 +152,24 @@ class Replica:
         by_id = self._by_id
         observer = self.observer
         sink = self.sink
-        for engine in result.emitted:
-            previous = engine.prev_token_at
-            if previous is not None and observer is not None:
-                observer.observe_itl(end - previous)
+        if observer is not None and result.emitted:
+            observer.generated(len(result.emitted))
+            # Most requests of a step last produced a token at the previous step's end: one
+            # observation per distinct gap rather than one per token.
+            gaps: dict[float, int] = {}
+            for engine in result.emitted:
+                previous = engine.prev_token_at
+                if previous is not None:
+                    gap = end - previous
+                    gaps[gap] = gaps.get(gap, 0) + 1
+            for gap, count in gaps.items():
+                observer.gaps(gap, count)
         for engine in result.first_tokens:
             request = by_id.get(engine.request_id)
             if request is not None:
                 request.first_token_at = end
                 if observer is not None:
-                    observer.observe_ttft(end - engine.arrival)
+                    observer.first_token(end - engine.arrival, engine.prompt_tokens)
                 sink.first_token(request, end)
         for engine in result.finished:
             request = by_id.pop(engine.request_id, None)
@@ -170,6 +181,6 @@ class Replica:
                 request.itl_s = (end - first) / (engine.num_output - 1)
             request.finished_at = end
             if observer is not None:
-                observer.count_finished(engine.prompt_tokens, engine.num_output)
+                observer.finished()
             sink.finished(request, end)
         self._start()

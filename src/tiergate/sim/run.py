@@ -27,10 +27,12 @@ from tiergate.gateway.gates import TierGates
 from tiergate.gateway.health import HealthState
 from tiergate.gateway.saturation import EngineSample, is_saturated
 from tiergate.perf import PerfModel, gpu_named, model_named
+from tiergate.sim.autoscale import SimAutoscaler
 from tiergate.sim.faults import ActiveFaults, FaultPlan, FaultWindow
 from tiergate.sim.gateway import GpuTier, SimGateway
 from tiergate.sim.loop import EventLoop
 from tiergate.sim.managed import ManagedSettings, ManagedTier
+from tiergate.sim.metrics import EngineMetrics, EngineObserver
 from tiergate.sim.nodes import Cluster, Pod, PodSpec
 from tiergate.sim.replica import Replica
 from tiergate.sim.request import SimRequest
@@ -112,6 +114,8 @@ class Simulation:
         self._output_total = 0
         self._slowdown: dict[str, float] = {}
         self.series: Series | None = None
+        self.metrics: dict[Replica, EngineMetrics] = {}
+        self._engine_serial = 0
         # Each replica not gone: its tier and capacity type (spot, on-demand, on-prem), for
         # GPU-hours busy.
         self.capacity: dict[Replica, tuple[str, str]] = {}
@@ -121,7 +125,10 @@ class Simulation:
         self._pod_specs: dict[str, PodSpec] = {}  # deployment -> the pods it asks for
         self._deployment_tier: dict[str, str] = {}
         self.node_tier: dict[str, str] = {}  # node id -> the tier whose pods it ran first
+        self._spot_rates: dict[str, float] = {}  # pool -> its own spot interruption rate
         self._start_pools()
+        self.autoscaler: SimAutoscaler | None = None
+        self._start_scaling()
         self._probes()
 
     # -- building ----------------------------------------------------------------------------
@@ -166,6 +173,10 @@ class Simulation:
             self,
             utc_start=self.options.utc_start,
         )
+        self._spot_rates = {
+            pool.name: pool.spot_interruptions_per_instance_hour
+            for pool in self.fleet.nodes.node_pools
+        }
         minimum = {entry.deployment: entry.min_replicas for entry in self.fleet.scaling}
         for name, sim_tier in pooled.items():
             deployment = sim_tier.deployment
@@ -213,6 +224,7 @@ class Simulation:
             for request in replica.abort_all():
                 self.gateway.lost(request)
             _, capacity = self.capacity.pop(replica, (tier, "on-demand"))
+            self.metrics.pop(replica, None)
             sim_tier.busy_s[capacity] = sim_tier.busy_s.get(capacity, 0.0) + replica.busy_s
 
         if replica.in_flight:
@@ -221,12 +233,44 @@ class Simulation:
             gone()
 
     def _replica(self, tier: str) -> Replica:
+        """A new engine for ``tier``, with its metrics (scraped by the scaler)."""
         sim_tier = self.gpu[tier]
+        self._engine_serial += 1
         replica = Replica(
             self.loop, sim_tier.perf, sim_tier.limits, self.gateway, speed=self.options.speed
         )
+        metrics = EngineMetrics(f"{tier}-{self._engine_serial}", replica.gauges)
+        replica.observer = EngineObserver(metrics, self.gateway.stats[tier].itl)
+        self.metrics[replica] = metrics
         replica.slowdown = self._slowdown.get(tier, 1.0)
         return replica
+
+    def _engines(self, deployment: str) -> list[EngineMetrics]:
+        """The metrics of the deployment's engines in rotation (what Prometheus discovers)."""
+        tier = self._deployment_tier.get(deployment)
+        if tier is None:
+            return []
+        return [self.metrics[replica] for replica in self.gpu[tier].tier.replicas]
+
+    def _replica_count(self, deployment: str) -> tuple[int, int, tuple[float, ...]]:
+        assert self.cluster is not None
+        count = self.cluster.replicas(deployment)
+        return count.ready, count.pending, count.pending_ready_at
+
+    def _start_scaling(self) -> None:
+        """The fleet's ``scaling`` entries of deployments on node pools, in their modes."""
+        entries = tuple(e for e in self.fleet.scaling if e.deployment in self._pod_specs)
+        if not entries:
+            return
+        self.autoscaler = SimAutoscaler(
+            self.loop,
+            entries,
+            self._engines,
+            self._replica_count,
+            self.scale,
+            cluster_settings=self.fleet.cluster,
+            utc_start=self.options.utc_start,
+        )
 
     def _probes(self) -> None:
         """The gateway's health checks and spillover scrapes, at the fleet's intervals."""
@@ -301,6 +345,10 @@ class Simulation:
                 self._slowdown[target] = state.slowdown
                 for replica in self.gpu[target].tier.replicas:
                     replica.slowdown = state.slowdown
+            base = self._spot_rates.get(target)
+            if base is not None and self.cluster is not None:
+                rate = base + state.interruptions_per_instance_hour
+                self.cluster.set_interruption_rate(target, rate)
 
         return change
 
@@ -351,7 +399,8 @@ class Simulation:
     def _sample_series(self, horizon: float | None) -> None:
         step = self.options.series_step_s or max(1.0, (horizon or 3600.0) / 400)
         tiers = [tier.name for tier in self.fleet.cascade]
-        self.series = Series.empty(0.0, step, tiers)
+        pools = [pool.name for pool in self.fleet.nodes.node_pools] if self.cluster else []
+        self.series = Series.empty(0.0, step, tiers, pools)
         self._arrivals_step = 0
         series = self.series
 
@@ -370,6 +419,10 @@ class Simulation:
                 series.replicas[name].append(float(ready))
                 series.capacity_per_s[name].append(ready * self._replica_rate(sim_tier))
                 series.nodes[name].append(self._nodes(name))
+            if self.cluster is not None and pools:
+                counts = self.cluster.node_counts()
+                for pool in pools:
+                    series.pool_nodes[pool].append(float(sum(counts.get(pool, {}).values())))
 
         self.loop.every(step, sample, first=step)
 

@@ -11,6 +11,7 @@ from urllib.parse import urljoin
 
 from tiergate.errors import SpecIssue
 from tiergate.ledger.pricing import FREE, Price
+from tiergate.spec.cluster import ClusterSpec
 from tiergate.spec.comparator import Threshold
 from tiergate.spec.deployments import Deployment
 from tiergate.spec.governance import Governance, Pricing, Tracing
@@ -126,6 +127,7 @@ class Fleet:
     deployments: tuple[Deployment, ...] = ()
     simulation: Simulation = field(default_factory=Simulation)
     nodes: NodeSections = field(default_factory=NodeSections)  # nodePools and quotas
+    cluster: ClusterSpec = field(default_factory=ClusterSpec)
 
     @property
     def tiers(self) -> tuple[Tier, ...]:
@@ -180,6 +182,7 @@ def resolve(spec: FleetSpec, source: str, warnings: tuple[SpecIssue, ...] = ()) 
         deployments=tuple(spec.deployments),
         simulation=spec.simulation,
         nodes=NodeSections.model_construct(node_pools=spec.node_pools, quotas=spec.quotas),
+        cluster=spec.cluster,
     )
 
 

@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from tiergate.spec.base import SpecModel, check_http_url
+from tiergate.spec.cluster import ClusterSpec
 from tiergate.spec.comparator import Threshold, parse_threshold
 from tiergate.spec.deployments import Deployment
 from tiergate.spec.governance import Governance, Pricing, Tracing
@@ -200,6 +201,7 @@ class FleetSpec(SpecModel):
     simulation: Simulation = Field(default_factory=Simulation)
     node_pools: NodePools = ()
     quotas: Quotas = Field(default_factory=Quotas)
+    cluster: ClusterSpec = Field(default_factory=ClusterSpec)
 
     @field_validator("scaling")
     @classmethod
