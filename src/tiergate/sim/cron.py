@@ -1,6 +1,8 @@
-"""Five-field cron expressions, as KEDA's cron trigger reads them, and its active window.
+"""Five-field cron expressions, as KEDA's cron trigger and Karpenter's disruption budgets read
+them, and the cron trigger's active window.
 
-KEDA parses ``start`` and ``end`` with robfig/cron's standard parser ("Linux format": minute,
+KEDA parses ``start`` and ``end``, and Karpenter a budget's ``schedule`` (in UTC), with
+robfig/cron's standard parser ("Linux format": minute,
 hour, day of month, month, day of week; https://keda.sh/docs/scalers/cron/). Kept from it:
 ``*`` and ``?``, lists, ranges, steps (``*/15``, ``9-17/2``, ``5/10`` meaning ``5-max/10``),
 month and weekday names (``JAN``, ``MON``), Sunday as 0 or 7, the ``@hourly`` … ``@yearly``
@@ -72,6 +74,27 @@ class Cron:
         """Whether the minute of ``when`` (on its own wall clock) is one of the expression's."""
         return when.minute in self.minutes and when.hour in self.hours and self._day_matches(when)
 
+    def previous_fire(self, when: dt.datetime, *, within: dt.timedelta) -> dt.datetime | None:
+        """The latest time ``f <= when`` the expression names with ``f > when - within``, or
+        ``None`` (a Karpenter budget is active for ``duration`` after each fire time).
+
+        Walks back day by day over the window only (days that cannot fire are skipped whole),
+        so a budget check costs a few steps, not one per minute of its duration.
+        """
+        earliest = when - within
+        day = when.date()
+        midnight = dt.time()
+        while dt.datetime.combine(day, midnight, when.tzinfo) + dt.timedelta(days=1) > earliest:
+            if self._day_matches(day):
+                start = dt.datetime.combine(day, midnight, when.tzinfo)
+                for hour in reversed(self.hours):
+                    for minute in reversed(self.minutes):
+                        fire = start + dt.timedelta(hours=hour, minutes=minute)
+                        if fire <= when:
+                            return fire if fire > earliest else None
+            day -= dt.timedelta(days=1)
+        return None
+
     def next_after(self, when: dt.datetime) -> dt.datetime:
         """The first time strictly after ``when`` (aware) that the expression names, in
         ``when``'s zone; ValueError if none within five years."""
@@ -123,6 +146,8 @@ def _number(text: str, names: dict[str, int]) -> int:
 def parse_cron(text: str) -> Cron:
     """``text`` as a :class:`Cron`; ValueError saying what is wrong."""
     expr = _DESCRIPTORS.get(text.strip().lower(), text)
+    if expr.strip().startswith("@"):
+        raise ValueError(f"unknown schedule macro {text!r}; known: {', '.join(_DESCRIPTORS)}")
     fields = expr.split()
     if len(fields) != 5:
         raise ValueError(

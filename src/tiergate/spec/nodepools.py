@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from tiergate.perf.catalog import gpu_named, instance_named
+from tiergate.sim.distributions import Distribution, DistributionField
 from tiergate.spec.base import SpecModel
 
 # Karpenter's patterns: budget durations are hours/minutes; consolidateAfter any Go duration
@@ -44,40 +45,6 @@ def parse_duration_s(text: str, *, budget: bool = False) -> float:
     return hours * 3600.0 + minutes * 60.0 + seconds
 
 
-class Uniform(SpecModel):
-    """Uniformly distributed between the two bounds, in seconds."""
-
-    uniform: tuple[Annotated[float, Field(ge=0)], Annotated[float, Field(ge=0)]]
-
-    @field_validator("uniform")
-    @classmethod
-    def _ordered(cls, value: tuple[float, float]) -> tuple[float, float]:
-        if value[0] > value[1]:
-            raise ValueError(f"uniform bounds must be [low, high], got {list(value)}")
-        return value
-
-
-class LognormalParams(SpecModel):
-    median: float = Field(gt=0)
-    p95: float = Field(gt=0)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> LognormalParams:
-        if self.p95 < self.median:
-            raise ValueError(f"p95 ({self.p95:g}) must be at least the median ({self.median:g})")
-        return self
-
-
-class Lognormal(SpecModel):
-    """Log-normal, given by its median and 95th percentile, in seconds."""
-
-    lognormal: LognormalParams
-
-
-# A duration in seconds: a number (fixed), {uniform: [lo, hi]} or {lognormal: {median, p95}}.
-Distribution = Annotated[float, Field(ge=0)] | Uniform | Lognormal
-
-
 class Budget(SpecModel):
     """One disruption budget: at most ``nodes`` (a count or a percentage of the pool's nodes,
     rounded up) disrupted at once; with ``schedule`` (cron, UTC) only for ``duration`` after
@@ -103,11 +70,10 @@ class Budget(SpecModel):
     @classmethod
     def _schedule(cls, value: str | None) -> str | None:
         if value is not None:
-            # Imported here: the cron matcher lives with the node model, which imports this
-            # module; it imports nothing itself.
-            from tiergate.sim.nodes.cron import parse_schedule  # noqa: PLC0415
+            # Imported here: spec sits below sim (the cron matcher imports nothing of ours).
+            from tiergate.sim.cron import parse_cron  # noqa: PLC0415
 
-            parse_schedule(value)
+            parse_cron(value)
         return value
 
     @field_validator("duration")
@@ -170,13 +136,17 @@ class Startup(SpecModel):
     """How long each phase of a replica's start takes, in seconds (distributions)."""
 
     # 80-120 s to provision and boot a GPU instance (tensorfuse.io, lazy-loading post).
-    launch_s: Distribution = Field(default_factory=lambda: Uniform(uniform=(80.0, 120.0)))
+    launch_s: DistributionField = Field(default_factory=lambda: Distribution.uniform(80.0, 120.0))
     # 15-20 GB images take 4-6 min to pull (AWS ML blog, SOCI on DLAMI/DLC).
-    image_pull_s: Distribution = Field(default_factory=lambda: Uniform(uniform=(240.0, 360.0)))
+    image_pull_s: DistributionField = Field(
+        default_factory=lambda: Distribution.uniform(240.0, 360.0)
+    )
     # An image already on the node (or on a pre-cached data volume): container creation only.
-    image_pull_cached_s: Distribution = Field(default_factory=lambda: Uniform(uniform=(2.0, 5.0)))
+    image_pull_cached_s: DistributionField = Field(
+        default_factory=lambda: Distribution.uniform(2.0, 5.0)
+    )
     # Process start, CUDA context, graph capture (tiergate.perf.roofline.ENGINE_INIT_S).
-    engine_start_s: Distribution = 30.0
+    engine_start_s: DistributionField = Field(default_factory=lambda: Distribution.fixed(30.0))
     image_cached: bool = False
 
 

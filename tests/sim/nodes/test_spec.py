@@ -7,7 +7,8 @@ import random
 import pytest
 from pydantic import ValidationError
 
-from tiergate.sim.nodes.pools import WEIGHT_LOAD_BYTES_PER_S, Sampler, resolve_pool
+from tiergate.sim.distributions import Distribution
+from tiergate.sim.nodes.pools import WEIGHT_LOAD_BYTES_PER_S, resolve_pool
 from tiergate.spec.nodepools import NodePool, NodeSections, Quotas
 
 
@@ -132,7 +133,7 @@ def test_distributions_fixed_uniform_and_lognormal() -> None:
     # Median 30 s and p95 60 s, within sampling error of 2,000 draws.
     assert engine[1000] == pytest.approx(30, rel=0.1)
     assert engine[1900] == pytest.approx(60, rel=0.15)
-    with pytest.raises(ValidationError, match="at least the median"):
+    with pytest.raises(ValidationError, match="0 < median <= p95"):
         NodePool.model_validate(
             {
                 "name": "g",
@@ -140,7 +141,7 @@ def test_distributions_fixed_uniform_and_lognormal() -> None:
                 "startup": {"launchS": {"lognormal": {"median": 5, "p95": 1}}},
             }
         )
-    assert Sampler("fixed", 3.0).sample(rng) == 3.0
+    assert Distribution.fixed(3.0).sample(rng) == 3.0
 
 
 def test_hub_storage_is_the_seeds_744_gb_in_half_an_hour() -> None:

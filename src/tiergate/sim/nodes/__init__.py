@@ -3,12 +3,10 @@ consolidation and disruption budgets, in virtual time."""
 
 from tiergate.sim.nodes.budgets import BudgetRule, allowed_disruptions, budget_active
 from tiergate.sim.nodes.cluster import Cluster
-from tiergate.sim.nodes.cron import CronSchedule, parse_schedule
 from tiergate.sim.nodes.pools import (
     WEIGHT_LOAD_BYTES_PER_S,
     Offer,
     Pool,
-    Sampler,
     quota_limits,
     resolve_pool,
     resolve_pools,
@@ -32,17 +30,14 @@ __all__ = [
     "Cluster",
     "ClusterEvent",
     "ClusterListener",
-    "CronSchedule",
     "Node",
     "NodeRecord",
     "Offer",
     "Pod",
     "PodSpec",
     "Pool",
-    "Sampler",
     "allowed_disruptions",
     "budget_active",
-    "parse_schedule",
     "quota_limits",
     "resolve_pool",
     "resolve_pools",

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from tiergate.sim.nodes.cron import CronSchedule, parse_schedule
+from tiergate.sim.cron import Cron, parse_cron
 from tiergate.spec.nodepools import Budget
 
 UNLIMITED = 2**31 - 1  # Karpenter's math.MaxInt32 for "no limit"
@@ -26,7 +26,7 @@ class BudgetRule:
 
     count: int | None
     percent: int | None
-    schedule: CronSchedule | None = None
+    schedule: Cron | None = None
     duration: timedelta = timedelta(0)
     reasons: frozenset[str] | None = None  # None: every reason
 
@@ -38,7 +38,7 @@ class BudgetRule:
             if isinstance(nodes, str) and nodes.endswith("%")
             else (int(nodes), None)
         )
-        schedule = None if budget.schedule is None else parse_schedule(budget.schedule)
+        schedule = None if budget.schedule is None else parse_cron(budget.schedule)
         duration = timedelta(seconds=budget.duration_s or 0.0)
         reasons = None if budget.reasons is None else frozenset(budget.reasons)
         return cls(count, percent, schedule, duration, reasons)

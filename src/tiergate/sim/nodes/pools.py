@@ -6,14 +6,13 @@ a pool's offers are tried are fixed here, so nothing on the simulation's path to
 
 from __future__ import annotations
 
-import math
-import random
 from dataclasses import dataclass
 
 from tiergate.perf.catalog import instance_named
 from tiergate.perf.roofline import STORAGE_BYTES_PER_S
+from tiergate.sim.distributions import Distribution
 from tiergate.sim.nodes.budgets import BudgetRule
-from tiergate.spec.nodepools import Distribution, Lognormal, NodePool, Quotas, Uniform
+from tiergate.spec.nodepools import NodePool, Quotas
 
 # Weight-load speeds: the perf model's NVMe, S3, FSx and EFS, plus the Hugging Face Hub direct
 # (the seed: 744 GB in 20-40 min, so 744e9 / 1,800 s ≈ 0.41 GB/s at the middle).
@@ -24,32 +23,6 @@ _Z95 = 1.6448536269514722  # standard normal 95th percentile
 ON_DEMAND = "on-demand"
 SPOT = "spot"
 ON_PREM = "on-prem"
-
-
-@dataclass(frozen=True, slots=True)
-class Sampler:
-    """A resolved distribution of seconds: fixed (``low``), uniform [low, high], or log-normal
-    (``low`` = mu, ``high`` = sigma of the underlying normal)."""
-
-    kind: str  # "fixed" | "uniform" | "lognormal"
-    low: float
-    high: float = 0.0
-
-    @classmethod
-    def from_spec(cls, dist: Distribution) -> Sampler:
-        if isinstance(dist, Uniform):
-            return cls("uniform", *dist.uniform)
-        if isinstance(dist, Lognormal):
-            median, p95 = dist.lognormal.median, dist.lognormal.p95
-            return cls("lognormal", math.log(median), math.log(p95 / median) / _Z95)
-        return cls("fixed", float(dist))
-
-    def sample(self, rng: random.Random) -> float:
-        if self.kind == "uniform":
-            return rng.uniform(self.low, self.high)
-        if self.kind == "lognormal":
-            return rng.lognormvariate(self.low, self.high)
-        return self.low
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,10 +51,10 @@ class OnPremNodes:
 
 @dataclass(frozen=True, slots=True)
 class Startup:
-    launch: Sampler
-    image_pull: Sampler
-    image_pull_cached: Sampler
-    engine_start: Sampler
+    launch: Distribution
+    image_pull: Distribution
+    image_pull_cached: Distribution
+    engine_start: Distribution
     image_cached: bool
 
 
@@ -119,10 +92,10 @@ def offer_order(offers: list[Offer]) -> tuple[Offer, ...]:
 def resolve_pool(spec: NodePool) -> Pool:
     """The runtime view of one spec pool."""
     startup = Startup(
-        launch=Sampler.from_spec(spec.startup.launch_s),
-        image_pull=Sampler.from_spec(spec.startup.image_pull_s),
-        image_pull_cached=Sampler.from_spec(spec.startup.image_pull_cached_s),
-        engine_start=Sampler.from_spec(spec.startup.engine_start_s),
+        launch=spec.startup.launch_s,
+        image_pull=spec.startup.image_pull_s,
+        image_pull_cached=spec.startup.image_pull_cached_s,
+        engine_start=spec.startup.engine_start_s,
         image_cached=spec.startup.image_cached,
     )
     on_prem = None
