@@ -401,6 +401,9 @@ class Simulation:
         tiers = [tier.name for tier in self.fleet.cascade]
         pools = [pool.name for pool in self.fleet.nodes.node_pools] if self.cluster else []
         self.series = Series.empty(0.0, step, tiers, pools)
+        for name, managed in self.managed.items():
+            if managed.requests_per_minute is None:
+                del self.series.capacity_per_s[name]  # type: ignore[attr-defined]
         self._arrivals_step = 0
         series = self.series
 
@@ -411,7 +414,8 @@ class Simulation:
                 sim_tier = self.gpu.get(name)
                 if sim_tier is None:
                     rpm = self.managed[name].requests_per_minute
-                    series.capacity_per_s[name].append(float("nan") if rpm is None else rpm / 60)
+                    if rpm is not None:  # without a quota, no capacity to draw
+                        series.capacity_per_s[name].append(rpm / 60)
                     series.replicas[name].append(0.0)
                     series.nodes[name].append(0.0)
                     continue
