@@ -186,7 +186,8 @@ class Scheduler:
                 continue  # preempted earlier in this step
             if budget == 0:
                 break
-            count = min(request.num_tokens - request.num_computed, budget)
+            # (num_tokens written out: a property costs a call per request and step)
+            count = min(request.prompt_tokens + request.num_output - request.num_computed, budget)
             while not self._allocate(request, count):
                 victim = self.running.pop()
                 budget += batch.pop(victim, 0)  # it may already be in this step's batch
@@ -208,7 +209,7 @@ class Scheduler:
             if request.state is not State.RUNNING:
                 continue  # aborted while the step ran
             request.num_computed += count
-            if request.num_computed < request.num_tokens:
+            if request.num_computed < request.prompt_tokens + request.num_output:
                 continue  # a prefill chunk, not the last one
             request.num_output += 1
             request.prev_token_at = request.last_token_at
@@ -247,8 +248,9 @@ class Scheduler:
         prefill: list[tuple[int, int]] = []
         decode_contexts: list[int] = []
         for request, count in batch.items():
-            if count == 1 and request.num_computed == request.num_tokens - 1 > 0:
-                decode_contexts.append(request.num_tokens)
+            held = request.prompt_tokens + request.num_output  # its num_tokens
+            if count == 1 and request.num_computed == held - 1 > 0:
+                decode_contexts.append(held)
             else:
                 prefill.append((count, request.num_computed))
         tokens = sum(batch.values())

@@ -77,7 +77,9 @@ class PerfModel:
         usable = gpu.memory_bytes * gpu_memory_utilization * tp
         free = usable - self.weight_bytes - ACTIVATION_RESERVE_BYTES * tp
         self.kv_capacity_tokens = max(0, int(free // self.kv_bytes_per_token))
-        # Attention FLOPs per (query token, attended context token), all layers.
+        # GEMM FLOPs per token (two per active parameter), and attention FLOPs per (query
+        # token, attended context token), all layers.
+        self._gemm_flops_per_token = 2 * model.active_params_b * 1e9
         self._attn_flops = 4 * model.heads * min(model.head_dim, 544) * model.layers
         dense_params = (model.total_params_b - model.expert_params_b) * 1e9
         self._dense_bytes = dense_params * model.weight_bytes_per_param
@@ -87,10 +89,6 @@ class PerfModel:
     def fits(self) -> bool:
         """Whether the weights fit with room for at least one full-length sequence."""
         return self.kv_capacity_tokens >= 4096
-
-    def _attended(self, context: int) -> int:
-        window = self.model.attention_window
-        return context if window is None else min(context, window)
 
     def _weights_read(self, tokens: int) -> float:
         """Bytes of weights a step over ``tokens`` tokens reads (MoE: the experts touched)."""
@@ -110,18 +108,25 @@ class PerfModel:
         prefilled in this step; ``decode_contexts`` the context length of each sequence that
         generates one token. An empty step costs nothing.
         """
-        new = sum(chunk for chunk, _ in prefill)
+        window = self.model.attention_window
+        new = 0
+        attended_prefill = 0.0  # a chunk attends to what came before it and half of itself
+        before_read = 0  # the KV those chunks read
+        for chunk, before in prefill:
+            seen = before if window is None or before < window else window
+            new += chunk
+            attended_prefill += chunk * (seen + chunk / 2)
+            before_read += seen
         tokens = new + len(decode_contexts)
         if tokens == 0:
             return 0.0
-        attended = sum(self._attended(ctx) for ctx in decode_contexts)
-        # A chunk attends to what came before it and, causally, to half of itself.
-        attended_prefill = sum(
-            chunk * (self._attended(before) + chunk / 2) for chunk, before in prefill
-        )
-        flops = 2 * self.model.active_params_b * 1e9 * tokens
+        if window is None:
+            attended = sum(decode_contexts)
+        else:
+            attended = sum(ctx if ctx < window else window for ctx in decode_contexts)
+        flops = self._gemm_flops_per_token * tokens
         flops += self._attn_flops * (attended + attended_prefill)
-        kv_read = attended + sum(self._attended(before) for _, before in prefill)
+        kv_read = attended + before_read
         memory = self._weights_read(tokens) / self._bandwidth
         memory += (kv_read + tokens) * self.kv_bytes_per_token / self._kv_bandwidth
         step = max(flops / self._flops, memory)
