@@ -60,8 +60,8 @@ from tiergate.sim.loop import EventLoop, Timer
 _EXTRA_BUCKET = 16  # tokens: granularity of the prefill-cost table
 _RECENT = 64  # prompts remembered for the prefills a short answer meets
 _SAMPLED_HITS = 16  # above this many, their mean stands for them
-_RHO_MAX = 0.999
-_PREFILL, _DECODE, _GONE = 0, 1, 2  # a request's phase in the batch  # beyond this the load is prefill-bound; the full-step cap applies anyway
+_RHO_MAX = 0.999  # beyond this the load is prefill-bound; the full-step cap applies anyway
+_PREFILL, _DECODE, _GONE = 0, 1, 2  # a request's phase in the batch
 
 
 class SimRequest(Protocol):
@@ -462,7 +462,7 @@ class FastReplica:
             near = int(self._load.window / self._itl(decode, full, rate * extra))
             if near < tokens:
                 tokens, left = max(1, near), tokens - max(1, near)
-            until += self._decoding(tokens, decode, full, rate, extra)
+            until += self._decoding(tokens, decode, full, rate, extra, until - now)
         # KV gauge: the tokens it holds grow by ``speed`` per second from ``held`` at ``now``.
         done = request.output_tokens - 1 - left - tokens  # generated before this plan's decode
         speed = (request.output_tokens - 1 - left - done) / (until - now) if until > now else 0.0
@@ -481,21 +481,28 @@ class FastReplica:
         return itl if itl < full else full
 
     def _decoding(
-        self, tokens: int, decode: float, full: float, rate: float, extra: float
+        self, tokens: int, decode: float, full: float, rate: float, extra: float, head: float
     ) -> float:
         """Seconds to decode ``tokens`` tokens while prompts arrive at ``rate`` per second,
-        each adding about ``extra`` seconds of prefill to one step.
+        each adding about ``extra`` seconds of prefill to one step; those that arrived in the
+        last ``head`` seconds (while it decoded through the known backlog) come first.
 
-        On average that is ``tokens · decode / (1 - rho)`` with ``rho = rate · extra``; for an
-        answer that meets few prompts, which ones it meets is drawn (arrivals as a Poisson
-        process, their prefill times from the last prompts admitted), because a longer step
-        lets more prompts arrive and a short answer may meet none or a 7,000-token one.
+        On average that is ``(tokens · decode + rate · head · extra) / (1 - rho)`` with
+        ``rho = rate · extra``; for an answer that meets few prompts, which ones it meets is
+        drawn (arrivals as a Poisson process, their prefill times from the last prompts
+        admitted), because a longer step lets more prompts arrive and a short answer may
+        meet none or a 7,000-token one.
         """
         if tokens <= 0:
             return 0.0
         longest = tokens * full
-        mean = tokens * self._itl(decode, full, rate * extra)
-        if mean >= longest or rate * mean > _SAMPLED_HITS or not self._recent_count:
+        rho = rate * extra
+        if rho >= _RHO_MAX:
+            return longest
+        mean = (tokens * decode + rate * head * extra) / (1.0 - rho)
+        if mean >= longest:
+            return longest
+        if rate * (head + mean) > _SAMPLED_HITS or not self._recent_count:
             return mean
         rng = self._rng
         recent, size, draw, gap = (
@@ -506,7 +513,7 @@ class FastReplica:
         )
         cap = full - decode
         span = tokens * decode
-        arrival = gap(rate)
+        arrival = gap(rate) - head
         while arrival < span:
             one = recent[int(draw() * size)]
             span += one if one < cap else cap
