@@ -143,12 +143,16 @@ class _Load:
         self.seconds = self.seconds * decay + seconds
         self.last = now
 
-    def at(self, now: float) -> tuple[float, float]:
-        """(prompts per second, mean prefill seconds of one) as of ``now``."""
+    def at(self, now: float, since: float | None = None) -> tuple[float, float]:
+        """(prompts per second, mean prefill seconds of one) as of ``now``, leaving out one
+        prompt admitted at ``since`` (a request does not meet its own prompt)."""
         if not self.count:
             return 0.0, 0.0
-        decay = math.exp((self.last - now) / self.window)
-        return self.count * decay / self.window, self.seconds / self.count
+        window = self.window
+        count = self.count * math.exp((self.last - now) / window)
+        if since is not None:
+            count -= math.exp((since - now) / window)
+        return (count / window if count > 0.0 else 0.0), self.seconds / self.count
 
 
 class _Queued:
@@ -349,6 +353,7 @@ class FastReplica:
         decode = self.step_times(decoders, self._context_sum // batch)[0]
         room = self._budget - decoders if self._budget > decoders else 1
         state = _Admitted(blocks, context, prompt)
+        state.since = now  # admitted (until its first plan)
         request.replica_state = state
         prefill = self._extra_time(prompt)
         self._prefill(request, state, decode, room, prefill, wait=not boundary and before > 0)
@@ -440,10 +445,19 @@ class FastReplica:
         request.first_token_at = now
         self._decoders += 1
         # Decodes one token per step of the prompts queued for prefill after it.
-        self._plan(request, state, request.output_tokens - 1, self._chain_steps - state.steps)
+        steps = self._chain_steps - state.steps
+        self._plan(request, state, request.output_tokens - 1, steps, admitted=state.since)
         self._sink.first_token(request, now)
 
-    def _plan(self, request: SimRequest, state: _Admitted, tokens: int, steps: float) -> None:
+    def _plan(
+        self,
+        request: SimRequest,
+        state: _Admitted,
+        tokens: int,
+        steps: float,
+        *,
+        admitted: float | None = None,
+    ) -> None:
         """Plan the next ``tokens`` tokens from the engine's state now: the finish, or a
         re-plan after one load window when the answer is longer than that.
 
@@ -476,7 +490,7 @@ class FastReplica:
                 tokens -= math.ceil(waiting)
         left = 0
         if tokens:
-            rate, extra = self._load.at(now)
+            rate, extra = self._load.at(now, admitted)
             near = int(self._load.window / self._itl(decode, full, rate * extra))
             if near < tokens:
                 tokens, left = max(1, near), tokens - max(1, near)
@@ -520,7 +534,7 @@ class FastReplica:
         mean = (tokens * decode + rate * head * extra) / (1.0 - rho)
         if mean >= longest:
             return longest
-        if rate * (head + mean) > _SAMPLED_HITS or not self._recent_count:
+        if rate <= 0.0 or rate * (head + mean) > _SAMPLED_HITS or not self._recent_count:
             return mean
         rng = self._rng
         recent, size, draw, log = (
