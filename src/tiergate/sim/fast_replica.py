@@ -1,48 +1,49 @@
 """The request-level engine: an analytic model of one vLLM replica, for weeks of traffic.
 
 The iteration-level replica steps the emulator's scheduler (``tiergate.emulator.scheduler``)
-one engine step at a time; :class:`FastReplica` has the same interface and answers each
-request with O(1) arithmetic and two events (first token, finish) on the simulator's loop:
-no event per token or per step. Its times come from the same performance model
-(``tiergate.perf.PerfModel``), through three tables built from it:
+one engine step at a time. :class:`FastReplica` has the same interface and the same costs
+(``tiergate.perf.PerfModel``), but no event per token or per step: a request costs O(1)
+arithmetic and about three events on the simulator's loop (the end of its prefill step, shared
+by the prompts packed into it; its finish; a re-plan per ``load_window_s`` of a long answer).
 
-- ``decode(d, L)``: a decode-only step of ``d`` sequences at mean context ``L`` (cached by
-  ``d`` and ``L`` in buckets of 1/8 of an octave, so that the hot path is a dictionary
-  look-up);
-- ``extra(c)``: what prefilling ``c`` prompt tokens adds to a step, ``prefill_time(c) -
-  prefill_time(1)`` (16-token buckets up to ``max_num_batched_tokens``). A step with ``c``
-  prefill tokens and ``d`` decodes costs ``decode(d, L) + extra(c)``: exact for a decode-only
-  step and within a few per cent of the roofline's ``max(compute, memory)`` otherwise, because
-  a chunk that matters is compute-bound and the decodes' cost is then their memory floor;
-- ``full(d) = decode(d, L) + extra(B - d)``: a step whose token budget ``B`` is full.
+**Step costs**, looked up in tables built from the performance model: ``decode(d, L)``, a
+decode-only step of ``d`` sequences at mean context ``L``; ``extra(p)``, what prefilling a
+prompt of ``p`` tokens adds to steps (``prefill_time(p) - prefill_time(1)``, chunk by chunk
+beyond ``max_num_batched_tokens``); and ``full(d, L)``, a step whose token budget is full of
+prompts of the mean length. A step with a prefill chunk and decodes costs ``decode + extra``:
+within 3% of the roofline's own price for the shapes the traces produce (the chunk's compute
+dominates, the decodes add their memory floor).
 
-A request is **admitted** when the batch has a free sequence slot (``max_num_seqs``) and KV
-blocks for its prompt plus output (reserved at once: vLLM allocates as a request grows and
-preempts when the pool runs dry; reserving the whole request never preempts, which keeps the
-model event-free). Otherwise it waits FIFO and is admitted when a finish or abort frees room,
-as vLLM's FCFS queue does. At admission, with ``d`` sequences in the batch afterwards:
+**Admission**: a request is admitted when there is a sequence slot (``max_num_seqs``) and KV
+blocks for its prompt plus output. The whole request is reserved at once, where vLLM allocates
+as it grows and preempts when the pool runs dry: never preempting keeps the model event-free.
+Otherwise it waits FIFO, and enters when a finish or an abort frees room.
 
-- **time to first token**: prefills run one after the other (vLLM schedules waiting prompts
-  FIFO into each step's budget), tracked as the time ``prefill_end`` at which the prefill work
-  already admitted is done. A request arriving while the engine decodes waits for the running
-  step to end (half a decode step on average); if prefills are still under way it waits for
-  them instead. Its own prefill then takes ``decode(d, L) + extra(p)`` (``ceil(p / (B - d))``
-  steps for a prompt longer than the budget left by the decodes: chunked prefill); behind a
-  backlog it is packed with the prompts before it and adds ``extra(p) + decode(d, L) · p /
-  (B - d)``, its share of full steps.
-- **inter-token latency**: a running request gets one token per step. The engine spends a
-  share ``rho`` of its time on prefill work (the ``extra`` of prompts admitted, an exponential
-  average over ``load_window_s``) and the rest on decode steps, so steps come at
-  ``(1 - rho) / decode(d, L)`` per second: ``ITL = decode(d, L) / (1 - rho)``, at most
-  ``full(d)`` (prefill-bound: every step full). That is how a prefill-heavy trace (the Azure
-  code trace: ~2,000 prompt tokens for ~30 output) saturates where the iteration model does.
-- **finish** = first token + (output - 1) · ITL. Times are fixed at admission: a later
-  arrival does not slow requests already in the batch (the load average anticipates it).
+**Time to first token**: prompts are prefilled FIFO in steps of ``B - d`` tokens (the budget
+left by the ``d`` decodes), as vLLM fills each step from its waiting queue. The replica keeps
+the chain of prefill steps admitted so far: when it ends, and the last step, still open to
+prompts that arrive before it starts. A prompt joins that open step (all its prompts get their
+first token when it ends), or waits for the chain, or for the running decode step (half of
+one on average), then takes its own steps: ``ceil(p / (B - d))`` of them, costing
+``decode + extra``.
 
-``speed`` divides every step time (and the load window), as the emulator's ``speed`` does.
-Gauges read what vLLM's ``/metrics`` would show: running (admitted, prefills included),
-waiting, and KV usage from the tokens each running request holds by now (its prompt, plus one
-token per ITL since its first token).
+**Inter-token latency**: a decoding request gets one token per step. At its first token it is
+planned: one token per prefill step still queued in the chain and per ``B - d`` tokens of the
+prompts waiting for room (known work); then the prompts that will arrive, at the rate and
+prefill size of the recent ones (exponential averages over ``load_window_s``) including those
+that arrived while it decoded the known work. On average that is ``decode / (1 - rho)`` per
+token with ``rho`` the share of engine time spent prefilling, at most ``full`` (prefill-bound:
+every step full), which is how a prefill-heavy trace (the Azure code trace: ~2,000 prompt
+tokens for ~30 output) saturates where the iteration model does. An answer that meets few
+prompts draws which ones (Poisson arrivals, prefill times of the last prompts admitted): the
+spread of ITL across short answers comes from that. An answer longer than one window is
+re-planned after it, so that it speeds up when a burst ends.
+
+``speed`` divides every step time (and the window), as the emulator's ``speed`` does. The
+gauges read what vLLM's ``/metrics`` would show: running (admitted, prefills included),
+waiting, and KV usage from the tokens each running request holds by now. Randomness comes
+from the ``rng`` given (seeded: a run is deterministic). ``tiergate.sim.replay`` replays a
+workload on this model and on the scheduler, and compares them.
 """
 
 from __future__ import annotations
@@ -50,10 +51,9 @@ from __future__ import annotations
 import math
 import random
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
-from tiergate.emulator.scheduler import EngineRequest, Scheduler, SchedulerLimits
+from tiergate.emulator.scheduler import SchedulerLimits
 from tiergate.perf import PerfModel
 from tiergate.sim.loop import EventLoop, Timer
 
@@ -118,10 +118,9 @@ class _Step:
     """The last prefill step of the chain: prompts packed into it get their first token when
     it ends, together, and a prompt packed in late moves that end for all of them."""
 
-    __slots__ = ("end", "members", "timer")
+    __slots__ = ("members", "timer")
 
     def __init__(self) -> None:
-        self.end = 0.0
         self.members: list[tuple[SimRequest, _Admitted]] = []
         self.timer: Timer | None = None
 
@@ -230,7 +229,6 @@ class FastReplica:
         self._load = _Load(loop.now, load_window_s / speed)
         self._recent = [0.0] * _RECENT  # prefill seconds of the last prompts admitted
         self._recent_count = 0
-        self._load_at = loop.now
         self._busy = 0.0
         self._busy_since = 0.0
 
@@ -423,7 +421,6 @@ class FastReplica:
         """Move ``step``'s end (and its event) to ``end``."""
         if step.timer is not None:
             step.timer.cancel()
-        step.end = end
         step.timer = self._loop.at(end, lambda: self._prefilled(step))
 
     def _prefilled(self, step: _Step) -> None:
@@ -612,135 +609,3 @@ def _chunks(tokens: int, prompt: int) -> list[tuple[int, int]]:
     """``tokens`` prefill tokens as whole prompts of ``prompt`` tokens and one partial."""
     whole, rest = divmod(tokens, max(prompt, 16))
     return [(max(prompt, 16), 0)] * whole + ([(rest, 0)] if rest else [])
-
-
-# -- replaying a workload at both fidelities (tests and the fidelity bench) ------------------
-
-
-class ReplayRequest:
-    """A request of a replayed workload, with what a replica writes on it."""
-
-    __slots__ = (
-        "arrival",
-        "finished_at",
-        "first_token_at",
-        "itl_s",
-        "output_tokens",
-        "prompt_tokens",
-        "replica_state",
-    )
-
-    def __init__(self, arrival: float, prompt_tokens: int, output_tokens: int) -> None:
-        self.arrival = arrival
-        self.prompt_tokens = prompt_tokens
-        self.output_tokens = output_tokens
-        self.first_token_at: float | None = None
-        self.finished_at: float | None = None
-        self.itl_s: float | None = None
-        self.replica_state: object | None = None
-
-
-class _NoSink:
-    def first_token(self, request: SimRequest, at: float) -> None:
-        pass
-
-    def finished(self, request: SimRequest, at: float) -> None:
-        pass
-
-
-def _arrive_in_order(
-    loop: EventLoop, requests: Sequence[ReplayRequest], submit: Callable[[ReplayRequest], None]
-) -> None:
-    """Schedule arrivals one at a time (one pending arrival event, however long the trace)."""
-    position = 0
-
-    def arrive() -> None:
-        nonlocal position
-        submit(requests[position])
-        position += 1
-        if position < len(requests):
-            loop.at(requests[position].arrival, arrive)
-
-    if requests:
-        loop.at(requests[0].arrival, arrive)
-
-
-def run_request_level(
-    perf: PerfModel,
-    limits: SchedulerLimits,
-    requests: Sequence[ReplayRequest],
-    *,
-    speed: float = 1.0,
-    kv_blocks: int | None = None,
-) -> float:
-    """Replay ``requests`` (in arrival order) on one :class:`FastReplica`; returns its busy
-    seconds. Each request gets ``first_token_at``, ``finished_at`` and ``itl_s``."""
-    loop = EventLoop()
-    replica = FastReplica(loop, perf, limits, _NoSink(), speed=speed, kv_blocks=kv_blocks)
-    _arrive_in_order(loop, requests, replica.submit)
-    loop.run()
-    return replica.busy_s
-
-
-def run_iteration(
-    perf: PerfModel,
-    limits: SchedulerLimits,
-    requests: Sequence[ReplayRequest],
-    *,
-    speed: float = 1.0,
-    kv_blocks: int | None = None,
-) -> float:
-    """Replay ``requests`` on the emulator's scheduler, steps back to back on an
-    :class:`EventLoop` (the iteration-level reference); returns the engine's busy seconds.
-    Each request gets ``first_token_at``, ``finished_at`` and ``itl_s`` (mean over its
-    tokens after the first)."""
-    loop = EventLoop()
-    blocks = perf.kv_capacity_tokens // limits.block_size if kv_blocks is None else kv_blocks
-    scheduler = Scheduler(perf, blocks, limits)
-    replayed: dict[int, ReplayRequest] = {}
-    engine: dict[int, EngineRequest] = {}
-    stepping = False
-    busy = 0.0
-
-    def step() -> None:
-        nonlocal stepping, busy
-        planned = scheduler.schedule(loop.now)
-        if not planned.batch:
-            stepping = False  # idle (nothing fits would be a bug: every request fits alone)
-            return
-        stepping = True
-        duration = planned.duration / speed
-        busy += duration
-        end = loop.now + duration
-
-        def done() -> None:
-            result = scheduler.complete(planned, end)
-            for item in result.first_tokens:
-                replayed[item.request_id].first_token_at = end
-            for item in result.finished:
-                out = replayed[item.request_id]
-                out.finished_at = end
-                first = out.first_token_at
-                if first is not None and item.output_tokens > 1:
-                    out.itl_s = (end - first) / (item.output_tokens - 1)
-            step()
-
-        loop.at(end, done)
-
-    def submit(request: ReplayRequest) -> None:
-        ident = len(replayed)
-        replayed[ident] = request
-        item = EngineRequest(ident, request.prompt_tokens, request.output_tokens, loop.now)
-        engine[ident] = item
-        scheduler.add(item)
-        if not stepping:
-            step()
-
-    _arrive_in_order(loop, requests, submit)
-    loop.run()
-    return busy
-
-
-def replay_requests(items: Iterable[tuple[float, int, int]]) -> list[ReplayRequest]:
-    """Fresh :class:`ReplayRequest` objects from ``(arrival, prompt, output)`` triples."""
-    return [ReplayRequest(at, prompt, output) for at, prompt, output in items]
