@@ -204,6 +204,8 @@ class FastReplica:
         self._step_cache: dict[int, tuple[float, float]] = {}
         self._packed_cache: dict[int, list[float]] = {}
         base = perf.prefill_time(1)
+        self._base = base / speed  # a step of one prompt token: the weights' memory floor
+        self._per_sequence = perf.efficiency.sequence_overhead_s / speed
         self._extra = [
             max(0.0, perf.prefill_time(max(1, i * _EXTRA_BUCKET)) - base) / speed
             for i in range(-(-self._budget // _EXTRA_BUCKET) + 1)
@@ -353,8 +355,11 @@ class FastReplica:
         state = _Admitted(blocks, context, prompt)
         state.since = now  # admitted (until its first plan)
         request.replica_state = state
-        prefill = self._extra_time(prompt)
-        self._prefill(request, state, decode, room, prefill, wait=not boundary and before > 0)
+        # What its prompt adds to a step that decodes (for the load that later answers meet).
+        prefill = self._step_cost(self._extra, min(prompt, room), decode) - decode
+        if prompt > room:
+            prefill = max(prefill, self._extra_time(prompt))
+        self._prefill(request, state, decode, room, wait=not boundary and before > 0)
         self._prompt_total += prompt
         self._prompt_count += 1
         if self._prompt_count < _RECENT or not self._prompt_count % _RECENT:
@@ -365,18 +370,24 @@ class FastReplica:
         self._recent_count += 1
         self._load.add(now, prefill)
 
+    def _step_cost(self, table: list[float], tokens: int, decode: float) -> float:
+        """Seconds of a step that prefills ``tokens`` (priced by ``table``) and decodes: the
+        roofline's ``max(compute, memory)`` of the sum, from the parts' own prices. Either
+        the decodes' memory floor plus the chunk's extra, or, when the decodes' tokens add
+        compute to a compute-bound chunk (a big batch of short prompts), the chunk and the
+        decodes priced as tokens of one prefill."""
+        decoders = self._decoders
+        together = min(tokens + decoders, self._budget)
+        return max(
+            decode + table[-(-tokens // _EXTRA_BUCKET)],
+            self._base + table[-(-together // _EXTRA_BUCKET)] + decoders * self._per_sequence,
+        )
+
     def _prefill(
-        self,
-        request: SimRequest,
-        state: _Admitted,
-        decode: float,
-        room: int,
-        prefill: float,
-        *,
-        wait: bool,
+        self, request: SimRequest, state: _Admitted, decode: float, room: int, *, wait: bool
     ) -> None:
-        """Queue the prefill of a prompt admitted now (``prefill`` seconds alone), up to the
-        step that ends with its first token.
+        """Queue the prefill of a prompt admitted now, up to the step that ends with its
+        first token.
 
         Prompts go FIFO into steps of ``room`` tokens. A step not yet started takes the prompt
         too (vLLM fills each step's budget from the waiting queue); otherwise the prompt waits
@@ -391,7 +402,8 @@ class FastReplica:
             packed = self._packed()
             held = self._step_tokens
             take = min(prompt, room - held)
-            end += packed[-(-(held + take) // _EXTRA_BUCKET)] - packed[-(-held // _EXTRA_BUCKET)]
+            cost = self._step_cost
+            end += cost(packed, held + take, decode) - cost(packed, held, decode)
             self._step_tokens = held + take
             left = prompt - take
             self._retime(step, end)
@@ -403,10 +415,13 @@ class FastReplica:
             # Its own steps: one per ``room`` tokens, the last one open to later prompts.
             steps = -(-left // room)
             rest = left - (steps - 1) * room
-            extra = prefill if left == prompt else self._extra_time(left)
-            last = self._extra[-(-rest // _EXTRA_BUCKET)]
-            self._step_start = end + (steps - 1) * decode + extra - last
-            end += steps * decode + extra
+            last = self._step_cost(self._extra, rest, decode)
+            took = last
+            if steps > 1:
+                took += (steps - 1) * self._step_cost(self._extra, room, decode)
+                took = max(took, steps * decode + self._extra_time(left))
+            self._step_start = end + took - last
+            end += took
             self._step_tokens = rest
             self._chain_steps += steps
             step = _Step()
