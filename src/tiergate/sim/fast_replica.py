@@ -355,11 +355,14 @@ class FastReplica:
         state = _Admitted(blocks, context, prompt)
         state.since = now  # admitted (until its first plan)
         request.replica_state = state
-        # What its prompt adds to a step that decodes (for the load that later answers meet).
-        prefill = self._step_cost(self._extra, min(prompt, room), decode) - decode
+        # A step of its prompt (or of its first chunk) with the decodes; what the prompt adds
+        # to such a step is the load that later answers meet.
+        alone = self._step_cost(self._extra, prompt if prompt < room else room, decode)
+        prefill = alone - decode
         if prompt > room:
-            prefill = max(prefill, self._extra_time(prompt))
-        self._prefill(request, state, decode, room, wait=not boundary and before > 0)
+            chunked = self._extra_time(prompt)
+            prefill = chunked if chunked > prefill else prefill
+        self._prefill(request, state, decode, room, alone, wait=not boundary and before > 0)
         self._prompt_total += prompt
         self._prompt_count += 1
         if self._prompt_count < _RECENT or not self._prompt_count % _RECENT:
@@ -377,17 +380,25 @@ class FastReplica:
         compute to a compute-bound chunk (a big batch of short prompts), the chunk and the
         decodes priced as tokens of one prefill."""
         decoders = self._decoders
-        together = min(tokens + decoders, self._budget)
-        return max(
-            decode + table[-(-tokens // _EXTRA_BUCKET)],
-            self._base + table[-(-together // _EXTRA_BUCKET)] + decoders * self._per_sequence,
-        )
+        together = tokens + decoders
+        together = together if together < self._budget else self._budget  # no min(): hot path
+        memory = decode + table[-(-tokens // _EXTRA_BUCKET)]
+        compute = self._base + table[-(-together // _EXTRA_BUCKET)] + decoders * self._per_sequence
+        return memory if memory > compute else compute
 
     def _prefill(
-        self, request: SimRequest, state: _Admitted, decode: float, room: int, *, wait: bool
+        self,
+        request: SimRequest,
+        state: _Admitted,
+        decode: float,
+        room: int,
+        alone: float,
+        *,
+        wait: bool,
     ) -> None:
         """Queue the prefill of a prompt admitted now, up to the step that ends with its
-        first token.
+        first token (``alone``: a step of the prompt, or of its first chunk, with the
+        decodes).
 
         Prompts go FIFO into steps of ``room`` tokens. A step not yet started takes the prompt
         too (vLLM fills each step's budget from the waiting queue); otherwise the prompt waits
@@ -401,7 +412,7 @@ class FastReplica:
         if end > now and now < self._step_start and step is not None:
             packed = self._packed()
             held = self._step_tokens
-            take = min(prompt, room - held)
+            take = prompt if prompt < room - held else room - held
             cost = self._step_cost
             end += cost(packed, held + take, decode) - cost(packed, held, decode)
             self._step_tokens = held + take
@@ -409,13 +420,17 @@ class FastReplica:
             self._retime(step, end)
         else:
             ready = now + 0.5 * decode if wait else now
-            end = max(end, ready)
+            end = ready if ready > end else end
             left = prompt
         if left:
             # Its own steps: one per ``room`` tokens, the last one open to later prompts.
             steps = -(-left // room)
             rest = left - (steps - 1) * room
-            last = self._step_cost(self._extra, rest, decode)
+            last = (
+                alone
+                if left == prompt and steps == 1
+                else self._step_cost(self._extra, rest, decode)
+            )
             took = last
             if steps > 1:
                 took += (steps - 1) * self._step_cost(self._extra, room, decode)
