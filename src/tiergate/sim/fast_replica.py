@@ -126,7 +126,8 @@ class _Step:
 
 
 class _Load:
-    """Prompts admitted and their prefill seconds, exponentially averaged over ``window``."""
+    """Prompts admitted and their prefill seconds, exponentially averaged over ``window``
+    (the replica adds to them inline, on its hot path)."""
 
     __slots__ = ("count", "last", "seconds", "window")
 
@@ -135,12 +136,6 @@ class _Load:
         self.last = now
         self.count = 0.0
         self.seconds = 0.0
-
-    def add(self, now: float, seconds: float) -> None:
-        decay = math.exp((self.last - now) / self.window)
-        self.count = self.count * decay + 1.0
-        self.seconds = self.seconds * decay + seconds
-        self.last = now
 
     def at(self, now: float, since: float | None = None) -> tuple[float, float]:
         """(prompts per second, mean prefill seconds of one) as of ``now``, leaving out one
@@ -371,7 +366,11 @@ class FastReplica:
             self._prompt_key = index << 28
         self._recent[self._recent_count % _RECENT] = prefill
         self._recent_count += 1
-        self._load.add(now, prefill)
+        load = self._load  # _Load.add, inlined: this is the hot path
+        decay = math.exp((load.last - now) / load.window)
+        load.count = load.count * decay + 1.0
+        load.seconds = load.seconds * decay + prefill
+        load.last = now
 
     def _step_cost(self, table: list[float], tokens: int, decode: float) -> float:
         """Seconds of a step that prefills ``tokens`` (priced by ``table``) and decodes: the
@@ -457,24 +456,21 @@ class FastReplica:
         """A prefill step ended: the first token of every prompt it completed."""
         if self._open is step:
             self._open = None
+        now, plan, sink = self._loop.now, self._plan, self._sink
         for request, state in step.members:
             if state.phase != _PREFILL:
                 continue  # aborted
             if request.output_tokens == 1:
                 self._finish(request, state, decoding=False)
-            else:
-                self._first(request, state)
-
-    def _first(self, request: SimRequest, state: _Admitted) -> None:
-        now = self._loop.now
-        state.ttft = now
-        state.phase = _DECODE
-        request.first_token_at = now
-        self._decoders += 1
-        # Decodes one token per step of the prompts queued for prefill after it.
-        steps = self._chain_steps - state.steps
-        self._plan(request, state, request.output_tokens - 1, steps, admitted=state.since)
-        self._sink.first_token(request, now)
+                continue
+            state.ttft = now
+            state.phase = _DECODE
+            request.first_token_at = now
+            self._decoders += 1
+            # One token per step of the prompts queued for prefill after it, to begin with.
+            steps = self._chain_steps - state.steps
+            plan(request, state, request.output_tokens - 1, steps, admitted=state.since)
+            sink.first_token(request, now)
 
     def _plan(
         self,
@@ -518,7 +514,9 @@ class FastReplica:
         left = 0
         if tokens:
             rate, extra = self._load.at(now, admitted)
-            near = int(self._load.window / self._itl(decode, full, rate * extra))
+            rho = rate * extra
+            itl = decode / (1.0 - rho) if rho < _RHO_MAX else full
+            near = int(self._load.window / (itl if itl < full else full))
             if near < tokens:
                 tokens, left = max(1, near), tokens - max(1, near)
             until += self._decoding(tokens, decode, full, rate, extra, head=until - now)
