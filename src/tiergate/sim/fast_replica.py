@@ -527,6 +527,7 @@ class FastReplica:
         self._offset_sum += now * pace - done - (state.since * state.rate - state.done)
         state.rate, state.since, state.done = pace, now, done
         if left:
+            # The prompts queued meanwhile were charged to this plan's span: not again.
             state.finish = loop.at(until, lambda: self._plan(request, state, left, 0.0))
         else:
             state.finish = loop.at(until, lambda: self._finish(request, state, decoding=True))
