@@ -10,9 +10,11 @@ by the prompts packed into it; its finish; a re-plan per ``load_window_s`` of a 
 decode-only step of ``d`` sequences at mean context ``L``; ``extra(p)``, what prefilling a
 prompt of ``p`` tokens adds to steps (``prefill_time(p) - prefill_time(1)``, chunk by chunk
 beyond ``max_num_batched_tokens``); and ``full(d, L)``, a step whose token budget is full of
-prompts of the mean length. A step with a prefill chunk and decodes costs ``decode + extra``:
-within 3% of the roofline's own price for the shapes the traces produce (the chunk's compute
-dominates, the decodes add their memory floor).
+prompts of the mean length. A step with a prefill chunk and decodes costs the larger of
+``decode + extra`` (a compute-bound chunk, the decodes adding their memory floor) and the
+chunk plus the decodes' tokens priced as one prefill (short prompts on a big batch, where the
+decodes' own compute is what the chunk adds to): within 3% of the roofline's own price for the
+shapes the traces produce.
 
 **Admission**: a request is admitted when there is a sequence slot (``max_num_seqs``) and KV
 blocks for its prompt plus output. The whole request is reserved at once, where vLLM allocates
@@ -24,8 +26,7 @@ left by the ``d`` decodes), as vLLM fills each step from its waiting queue. The 
 the chain of prefill steps admitted so far: when it ends, and the last step, still open to
 prompts that arrive before it starts. A prompt joins that open step (all its prompts get their
 first token when it ends), or waits for the chain, or for the running decode step (half of
-one on average), then takes its own steps: ``ceil(p / (B - d))`` of them, costing
-``decode + extra``.
+one on average), then takes its own steps: ``ceil(p / (B - d))`` of them, priced as above.
 
 **Inter-token latency**: a decoding request gets one token per step. At its first token it is
 planned: one token per prefill step still queued in the chain and per ``B - d`` tokens of the
