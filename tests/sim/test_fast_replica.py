@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tiergate.emulator.scheduler import SchedulerLimits
+from tiergate.emulator.scheduler import EngineRequest, Scheduler, SchedulerLimits
 from tiergate.perf import PerfModel, gpu_named, model_named
 from tiergate.sim import read_trace
 from tiergate.sim.fast_replica import FastReplica, SimRequest
@@ -206,6 +206,31 @@ def test_an_aborted_request_frees_its_room_and_hears_nothing_more(perf: PerfMode
     assert last.first_token_at == pytest.approx(1.0 + perf.prefill_time(1000), rel=0.02)
     assert last.finished_at is not None
     assert fast.gauges() == (0, 0, 0.0)
+
+
+def test_a_prompt_waits_until_its_prefill_starts_as_vllm_counts_it(perf: PerfModel) -> None:
+    # Ten 4,000-token prompts at once: the first starts a step of its own at once; the others
+    # wait for it, then the next step takes prompts 2 and 3 and the first 191 tokens of 4
+    # (8,192 tokens less the first request's decode).
+    loop, fast, _ = replica(perf)
+    requests = [ReplayRequest(0.0, 4000, 10) for _ in range(10)]
+    for request in requests:
+        fast.submit(request)
+    assert fast.gauges()[:2] == (1, 9)
+    first_step = perf.prefill_time(4000)
+    loop.run(until=first_step * 1.05)
+    assert fast.gauges()[:2] == (4, 6)
+    # The emulator's scheduler, driven the same way, shows the same counts.
+    scheduler = Scheduler(perf, perf.kv_capacity_tokens // 16, LIMITS)
+    engine = [EngineRequest(i, 4000, 10, 0.0) for i in range(10)]
+    scheduler.add(engine[0])
+    step = scheduler.schedule(0.0)
+    for item in engine[1:]:
+        scheduler.add(item)
+    assert (len(scheduler.running), len(scheduler.waiting)) == (1, 9)
+    scheduler.complete(step, step.duration)
+    scheduler.schedule(step.duration)
+    assert (len(scheduler.running), len(scheduler.waiting)) == (4, 6)
 
 
 def test_kv_usage_counts_the_prompt_and_the_tokens_generated_so_far(perf: PerfModel) -> None:

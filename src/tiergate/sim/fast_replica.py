@@ -97,6 +97,7 @@ class _Admitted:
         "prompt",
         "rate",
         "since",
+        "start",
         "steps",
         "ttft",
     )
@@ -112,6 +113,7 @@ class _Admitted:
         # Tokens generated: ``done`` at ``since``, then ``rate`` per second (the KV gauge).
         self.done = 0
         self.since = 0.0
+        self.start = 0.0  # when its prefill starts (-inf once no longer counted as waiting)
         self.rate = 0.0
 
 
@@ -209,6 +211,9 @@ class FastReplica:
         self._queue: deque[SimRequest] = deque()
         self._waiting = 0  # queued and not aborted
         self._waiting_tokens = 0  # their prompt tokens
+        # Admitted, their prefill not started yet (in order of that start): vLLM's waiting.
+        self._pending: deque[_Admitted] = deque()
+        self._pending_count = self._pending_tokens = 0
         self._running = 0
         self._decoders = 0  # running requests past their first token
         self._context_sum = 0  # of running requests' mean contexts
@@ -261,6 +266,10 @@ class FastReplica:
                 self._waiting_tokens -= request.prompt_tokens
         elif isinstance(state, _Admitted) and state.phase != _GONE:
             decoding = state.phase == _DECODE
+            if state.start > self._loop.now:  # counted as waiting until now
+                state.start = -math.inf
+                self._pending_count -= 1
+                self._pending_tokens -= state.prompt
             state.phase = _GONE  # its prefill step skips it
             if state.finish is not None:
                 state.finish.cancel()
@@ -269,10 +278,24 @@ class FastReplica:
         request.replica_state = None
 
     def gauges(self) -> tuple[int, int, float]:
-        """(running, waiting, KV usage 0-1) at ``loop.now``, as vLLM's /metrics would show."""
-        held = self._prompt_sum + self._loop.now * self._rate_sum - self._offset_sum
-        used = max(0.0, held) / self._block + self._running / 2  # half a block each, on average
-        return self._running, self._waiting, min(1.0, used / self.total_blocks)
+        """(running, waiting, KV usage 0-1) at ``loop.now``, as vLLM's /metrics would show:
+        a request admitted whose prefill has not started yet is waiting, and holds no KV."""
+        now = self._loop.now
+        self._settle(now)
+        pending = self._pending_count
+        held = self._prompt_sum - self._pending_tokens + now * self._rate_sum - self._offset_sum
+        running = self._running - pending
+        used = max(0.0, held) / self._block + running / 2  # half a block each, on average
+        return running, self._waiting + pending, min(1.0, used / self.total_blocks)
+
+    def _settle(self, now: float) -> None:
+        """Forget the admitted requests whose prefill has started by ``now``."""
+        pending = self._pending
+        while pending and pending[0].start <= now:
+            state = pending.popleft()
+            if state.start != -math.inf:  # else an abort already took it off
+                self._pending_count -= 1
+                self._pending_tokens -= state.prompt
 
     @property
     def busy_s(self) -> float:
@@ -359,6 +382,12 @@ class FastReplica:
             chunked = self._extra_time(prompt)
             prefill = chunked if chunked > prefill else prefill
         self._prefill(request, state, decode, room, alone, wait=not boundary and before > 0)
+        # Until its first chunk is scheduled vLLM counts it as waiting, holding no KV blocks.
+        self._settle(now)
+        if state.start > now:
+            self._pending.append(state)
+            self._pending_count += 1
+            self._pending_tokens += prompt
         self._prompt_total += prompt
         self._prompt_count += 1
         if self._prompt_count < _RECENT or not self._prompt_count % _RECENT:
@@ -410,6 +439,7 @@ class FastReplica:
         end = self._prefill_end
         step = self._open
         if end > now and now < self._step_start and step is not None:
+            state.start = self._step_start
             packed = self._packed()
             held = self._step_tokens
             take = prompt if prompt < room - held else room - held
@@ -421,6 +451,7 @@ class FastReplica:
         else:
             ready = now + 0.5 * decode if wait else now
             end = ready if ready > end else end
+            state.start = end
             left = prompt
         if left:
             # Its own steps: one per ``room`` tokens, the last one open to later prompts.
