@@ -383,9 +383,11 @@ class FastReplica:
             prefill = chunked if chunked > prefill else prefill
         self._prefill(request, state, decode, room, alone, wait=not boundary and before > 0)
         # Until its first chunk is scheduled vLLM counts it as waiting, holding no KV blocks.
-        self._settle(now)
+        pending = self._pending
+        if pending and pending[0].start <= now:
+            self._settle(now)
         if state.start > now:
-            self._pending.append(state)
+            pending.append(state)
             self._pending_count += 1
             self._pending_tokens += prompt
         self._prompt_total += prompt
@@ -595,12 +597,8 @@ class FastReplica:
         if rate <= 0.0 or rate * (head + mean) > _SAMPLED_HITS or not self._recent_count:
             return mean
         rng = self._rng
-        recent, size, draw, log = (
-            self._recent,
-            min(self._recent_count, _RECENT),
-            rng.random,
-            math.log,
-        )
+        recent, draw, log = self._recent, rng.random, math.log
+        size = self._recent_count if self._recent_count < _RECENT else _RECENT
         cap = full - decode
         span = tokens * decode
         arrival = -log(1.0 - draw()) / rate - head  # exponential gaps, as expovariate draws
