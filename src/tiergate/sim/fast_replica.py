@@ -41,8 +41,9 @@ spread of ITL across short answers comes from that. An answer longer than one wi
 re-planned after it, so that it speeds up when a burst ends.
 
 ``speed`` divides every step time (and the window), as the emulator's ``speed`` does. The
-gauges read what vLLM's ``/metrics`` would show: running (admitted, prefills included),
-waiting, and KV usage from the tokens each running request holds by now. Randomness comes
+gauges read what vLLM's ``/metrics`` would show: running (its prefill started), waiting
+(queued for room, or admitted with its prefill yet to start), and KV usage from the tokens each
+running request holds by now. Randomness comes
 from the ``rng`` given (seeded: a run is deterministic). ``tiergate.sim.replay`` replays a
 workload on this model and on the scheduler, and compares them.
 """
