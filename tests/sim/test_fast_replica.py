@@ -233,6 +233,22 @@ def test_a_prompt_waits_until_its_prefill_starts_as_vllm_counts_it(perf: PerfMod
     assert (len(scheduler.running), len(scheduler.waiting)) == (4, 6)
 
 
+def test_a_stopped_replica_hands_back_what_it_held_and_goes_quiet(perf: PerfModel) -> None:
+    loop, fast, sink = replica(perf, SchedulerLimits(max_num_seqs=2))
+    requests = [ReplayRequest(0.0, 1000, 400) for _ in range(4)]
+    for request in requests:
+        fast.submit(request)
+    loop.run(until=2.0)  # two decode, two wait; nothing has finished (400 tokens take ~6 s)
+    heard = len(sink.events)
+    busy = fast.busy_s
+    assert fast.stop() == requests
+    assert fast.gauges() == (0, 0, 0.0)
+    loop.run()
+    assert len(sink.events) == heard  # no first token, no finish, after the stop
+    assert fast.busy_s == pytest.approx(busy)  # the engine had work up to the stop, then none
+    assert all(request.finished_at is None for request in requests)
+
+
 def test_kv_usage_counts_the_prompt_and_the_tokens_generated_so_far(perf: PerfModel) -> None:
     loop, fast, _ = replica(perf, kv_blocks=1000)
     request = ReplayRequest(0.0, 1600, 401)

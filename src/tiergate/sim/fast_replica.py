@@ -210,6 +210,7 @@ class FastReplica:
             for i in range(-(-self._budget // _EXTRA_BUCKET) + 1)
         ]
         self._queue: deque[SimRequest] = deque()
+        self._in_flight: dict[int, SimRequest] = {}  # by id(): submitted, not yet finished
         self._waiting = 0  # queued and not aborted
         self._waiting_tokens = 0  # their prompt tokens
         # Admitted, their prefill not started yet (in order of that start): vLLM's waiting.
@@ -249,6 +250,7 @@ class FastReplica:
                 f"{prompt + output} tokens exceed the KV cache "
                 f"({self.total_blocks * self._block} tokens)"
             )
+        self._in_flight[id(request)] = request
         if self._waiting or self._running >= self._max_seqs or blocks > self._free_blocks:
             request.replica_state = _Queued(blocks)
             self._queue.append(request)
@@ -277,6 +279,15 @@ class FastReplica:
             self._release(state, decoding=decoding)
             self._admit_waiting(boundary=False)
         request.replica_state = None
+        self._in_flight.pop(id(request), None)
+
+    def stop(self) -> list[SimRequest]:
+        """The pod stops: abort every request in it and return them (oldest first), for the
+        gateway to fail or retry."""
+        stopped = list(self._in_flight.values())
+        for request in stopped:
+            self.abort(request)
+        return stopped
 
     def gauges(self) -> tuple[int, int, float]:
         """(running, waiting, KV usage 0-1) at ``loop.now``, as vLLM's /metrics would show:
@@ -621,6 +632,7 @@ class FastReplica:
             self._sink.first_token(request, now)
         request.finished_at = now
         request.replica_state = None
+        del self._in_flight[id(request)]
         state.phase = _GONE
         self._release(state, decoding=decoding)
         self._sink.finished(request, now)
