@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 from dataclasses import replace
 from pathlib import Path
 
@@ -32,18 +33,28 @@ TRACE = ROOT / "examples" / "traces" / "AzureLLMInferenceTrace_code.csv"
 MAX_OUTPUT_TOKENS = 1024  # the demo's replay cap (DemoOptions.max_output_tokens)
 
 
-def demo_requests(duration_s: float, speedup: float, start_s: float = 0.0) -> list[TraceRequest]:
-    """The demo's requests: its slice, compressed, with its prompt and output caps."""
+def demo_requests(
+    duration_s: float, speedup: float, start_s: float = 0.0, *, jitter_s: float = 0.0, seed: int = 0
+) -> list[TraceRequest]:
+    """The demo's requests: its slice, compressed, with its prompt and output caps.
+
+    ``jitter_s`` delays each arrival by up to that many (wall) seconds, uniformly from
+    ``seed``: the live replay sends each request when its event loop gets to it, a
+    millisecond or so late, and the cascade's spillover turns such differences into different
+    runs. Jittered runs show how much of a difference that alone makes.
+    """
     window = slice_trace(read_trace(TRACE), start_s=start_s, duration_s=duration_s)
     prompt_cap = DEFAULT_MAX_MODEL_LEN - MAX_OUTPUT_TOKENS
-    return [
+    rng = random.Random(seed)
+    requests = [
         TraceRequest(
-            r.arrival_s,
+            r.arrival_s + (rng.uniform(0.0, jitter_s) if jitter_s else 0.0),
             max(1, min(r.prompt_tokens, prompt_cap)),
             max(1, min(r.output_tokens, MAX_OUTPUT_TOKENS)),
         )
         for r in speed_up(window, speedup)
     ]
+    return sorted(requests, key=lambda r: r.arrival_s)
 
 
 def demo_simulation(

@@ -25,17 +25,17 @@ import pytest
 from tiergate.emulator.scheduler import EngineRequest, Scheduler, SchedulerLimits
 from tiergate.perf import PerfModel, gpu_named, model_named
 from tiergate.sim import read_trace
-from tiergate.sim.fast_replica import FastReplica, SimRequest
+from tiergate.sim.fast_replica import FastReplica
 from tiergate.sim.loop import EventLoop
 from tiergate.sim.replay import (
     Figures,
-    ReplayRequest,
     figures,
     poisson_workload,
     replay_requests,
     run_iteration,
     run_request_level,
 )
+from tiergate.sim.request import SimRequest
 
 TRACE = Path(__file__).parents[2] / "examples" / "traces" / "AzureLLMInferenceTrace_code.csv"
 LIMITS = SchedulerLimits()  # vLLM's defaults: 256 sequences, 8,192 tokens a step, 16-token blocks
@@ -72,7 +72,7 @@ def replica(
     return loop, FastReplica(loop, perf, limits, sink, **options), sink  # type: ignore[arg-type]
 
 
-def arrive(loop: EventLoop, fast: FastReplica, request: ReplayRequest) -> None:
+def arrive(loop: EventLoop, fast: FastReplica, request: SimRequest) -> None:
     loop.at(request.arrival, lambda: fast.submit(request))
 
 
@@ -83,7 +83,7 @@ def test_a_lone_request_is_its_prefill_step_then_one_decode_step_a_token(
     perf: PerfModel,
 ) -> None:
     loop, fast, sink = replica(perf)
-    request = ReplayRequest(0.0, 2048, 11)
+    request = SimRequest(0.0, 2048, 11)
     arrive(loop, fast, request)
     loop.run()
     # Idle engine: one step prefills the 2,048-token prompt (a 2,048-token step, ~0.113 s);
@@ -93,7 +93,7 @@ def test_a_lone_request_is_its_prefill_step_then_one_decode_step_a_token(
     assert request.itl_s == pytest.approx(decode, rel=0.01)
     assert request.finished_at == pytest.approx(request.first_token_at + 10 * request.itl_s)
     # The same request on the emulator's scheduler.
-    reference = ReplayRequest(0.0, 2048, 11)
+    reference = SimRequest(0.0, 2048, 11)
     run_iteration(perf, LIMITS, [reference])
     assert request.first_token_at == pytest.approx(reference.first_token_at, rel=0.01)
     assert request.finished_at == pytest.approx(reference.finished_at, rel=0.01)
@@ -108,7 +108,7 @@ def test_a_lone_request_is_its_prefill_step_then_one_decode_step_a_token(
 
 def test_a_one_token_answer_finishes_with_its_first_token(perf: PerfModel) -> None:
     loop, fast, sink = replica(perf)
-    request = ReplayRequest(0.0, 512, 1)
+    request = SimRequest(0.0, 512, 1)
     arrive(loop, fast, request)
     loop.run()
     assert (
@@ -154,7 +154,7 @@ def test_speed_divides_every_time(perf: PerfModel) -> None:
 
 def test_a_full_batch_queues_fifo_and_admits_when_a_request_leaves(perf: PerfModel) -> None:
     loop, fast, _ = replica(perf, SchedulerLimits(max_num_seqs=1))
-    requests = [ReplayRequest(0.0, 1000, 20) for _ in range(3)]
+    requests = [SimRequest(0.0, 1000, 20) for _ in range(3)]
     for request in requests:
         fast.submit(request)
     assert fast.gauges()[:2] == (1, 2)  # one running, two waiting: vLLM's running/waiting
@@ -174,7 +174,7 @@ def test_a_full_batch_queues_fifo_and_admits_when_a_request_leaves(perf: PerfMod
 def test_kv_blocks_bound_the_batch(perf: PerfModel) -> None:
     # 1,000 + 24 tokens are 64 blocks of 16; 100 blocks hold one such request, not two.
     loop, fast, _ = replica(perf, kv_blocks=100)
-    one, two = ReplayRequest(0.0, 1000, 24), ReplayRequest(0.0, 1000, 24)
+    one, two = SimRequest(0.0, 1000, 24), SimRequest(0.0, 1000, 24)
     fast.submit(one)
     fast.submit(two)
     assert fast.gauges()[:2] == (1, 1)
@@ -183,12 +183,12 @@ def test_kv_blocks_bound_the_batch(perf: PerfModel) -> None:
     assert one.finished_at is not None
     assert two.first_token_at > one.finished_at
     with pytest.raises(ValueError, match="exceed the KV cache"):
-        fast.submit(ReplayRequest(0.0, 1600, 1))  # 1,601 tokens > 100 blocks of 16
+        fast.submit(SimRequest(0.0, 1600, 1))  # 1,601 tokens > 100 blocks of 16
 
 
 def test_an_aborted_request_frees_its_room_and_hears_nothing_more(perf: PerfModel) -> None:
     loop, fast, sink = replica(perf, SchedulerLimits(max_num_seqs=1))
-    running, queued, last = (ReplayRequest(0.0, 1000, 200) for _ in range(3))
+    running, queued, last = (SimRequest(0.0, 1000, 200) for _ in range(3))
     for request in (running, queued, last):
         fast.submit(request)
     fast.abort(queued)  # the gateway gave up on it while it waited
@@ -213,7 +213,7 @@ def test_a_prompt_waits_until_its_prefill_starts_as_vllm_counts_it(perf: PerfMod
     # wait for it, then the next step takes prompts 2 and 3 and the first 191 tokens of 4
     # (8,192 tokens less the first request's decode).
     loop, fast, _ = replica(perf)
-    requests = [ReplayRequest(0.0, 4000, 10) for _ in range(10)]
+    requests = [SimRequest(0.0, 4000, 10) for _ in range(10)]
     for request in requests:
         fast.submit(request)
     assert fast.gauges()[:2] == (1, 9)
@@ -235,7 +235,7 @@ def test_a_prompt_waits_until_its_prefill_starts_as_vllm_counts_it(perf: PerfMod
 
 def test_a_stopped_replica_hands_back_what_it_held_and_goes_quiet(perf: PerfModel) -> None:
     loop, fast, sink = replica(perf, SchedulerLimits(max_num_seqs=2))
-    requests = [ReplayRequest(0.0, 1000, 400) for _ in range(4)]
+    requests = [SimRequest(0.0, 1000, 400) for _ in range(4)]
     for request in requests:
         fast.submit(request)
     loop.run(until=2.0)  # two decode, two wait; nothing has finished (400 tokens take ~6 s)
@@ -251,7 +251,7 @@ def test_a_stopped_replica_hands_back_what_it_held_and_goes_quiet(perf: PerfMode
 
 def test_kv_usage_counts_the_prompt_and_the_tokens_generated_so_far(perf: PerfModel) -> None:
     loop, fast, _ = replica(perf, kv_blocks=1000)
-    request = ReplayRequest(0.0, 1600, 401)
+    request = SimRequest(0.0, 1600, 401)
     arrive(loop, fast, request)
     loop.run(until=0.2)  # past its first token (~0.09 s)
     assert request.first_token_at is not None

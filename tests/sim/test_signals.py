@@ -6,10 +6,11 @@ import math
 
 import pytest
 
+from tiergate.emulator.metrics import TTFT_BUCKETS
 from tiergate.scaling.signals import histogram_quantile
 from tiergate.scaling.snapshot import Role
 from tiergate.sim.loop import EventLoop
-from tiergate.sim.metrics import TTFT_BUCKETS, EngineMetrics, cumulative
+from tiergate.sim.metrics import EngineMetrics, cumulative
 from tiergate.sim.signals import SimPrometheus, SimScrape, extrapolated_rate
 
 

@@ -53,7 +53,7 @@ from __future__ import annotations
 import math
 import random
 from collections import deque
-from typing import Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from tiergate.emulator.scheduler import SchedulerLimits
 from tiergate.perf import PerfModel
@@ -78,12 +78,16 @@ class SimRequest(Protocol):
     replica_state: object | None
 
 
-class ReplicaSink(Protocol):
+R = TypeVar("R", bound=SimRequest)
+R_contra = TypeVar("R_contra", bound=SimRequest, contravariant=True)
+
+
+class ReplicaSink(Protocol[R_contra]):
     """The simulator's gateway side: told of each request's first token and its end."""
 
-    def first_token(self, request: SimRequest, at: float) -> None: ...
+    def first_token(self, request: R_contra, at: float) -> None: ...
 
-    def finished(self, request: SimRequest, at: float) -> None: ...
+    def finished(self, request: R_contra, at: float) -> None: ...
 
 
 class _Admitted:
@@ -125,7 +129,7 @@ class _Step:
     __slots__ = ("members", "timer")
 
     def __init__(self) -> None:
-        self.members: list[tuple[SimRequest, _Admitted]] = []
+        self.members: list[tuple[Any, _Admitted]] = []  # (the request, its state)
         self.timer: Timer | None = None
 
 
@@ -163,7 +167,7 @@ class _Queued:
         self.aborted = False
 
 
-class FastReplica:
+class FastReplica(Generic[R]):
     """One vLLM replica at request level: admission, TTFT, ITL and finish from the perf model.
 
     ``kv_blocks`` defaults to what the performance model leaves for the KV cache, in blocks
@@ -176,7 +180,7 @@ class FastReplica:
         loop: EventLoop,
         perf: PerfModel,
         limits: SchedulerLimits,
-        sink: ReplicaSink,
+        sink: ReplicaSink[R],
         *,
         speed: float = 1.0,
         kv_blocks: int | None = None,
@@ -200,17 +204,11 @@ class FastReplica:
         self._budget = limits.max_num_batched_tokens
         self.total_blocks = blocks
         self._free_blocks = blocks
-        self._step_cache: dict[int, tuple[float, float]] = {}
-        self._packed_cache: dict[int, list[float]] = {}
-        base = perf.prefill_time(1)
-        self._base = base / speed  # a step of one prompt token: the weights' memory floor
-        self._per_sequence = perf.efficiency.sequence_overhead_s / speed
-        self._extra = [
-            max(0.0, perf.prefill_time(max(1, i * _EXTRA_BUCKET)) - base) / speed
-            for i in range(-(-self._budget // _EXTRA_BUCKET) + 1)
-        ]
-        self._queue: deque[SimRequest] = deque()
-        self._in_flight: dict[int, SimRequest] = {}  # by id(): submitted, not yet finished
+        self._nominal_speed = speed
+        self._slowdown = 1.0
+        self._price(speed)
+        self._queue: deque[R] = deque()
+        self._in_flight: dict[int, R] = {}  # by id(): submitted, not yet finished
         self._waiting = 0  # queued and not aborted
         self._waiting_tokens = 0  # their prompt tokens
         # Admitted, their prefill not started yet (in order of that start): vLLM's waiting.
@@ -237,9 +235,45 @@ class FastReplica:
         self._busy = 0.0
         self._busy_since = 0.0
 
+    def _price(self, speed: float) -> None:
+        """The step prices at ``speed`` times the performance model's pace (caches anew)."""
+        perf = self._perf
+        self._speed = speed
+        self._step_cache: dict[int, tuple[float, float]] = {}
+        self._packed_cache: dict[int, list[float]] = {}
+        base = perf.prefill_time(1)
+        self._base = base / speed  # a step of one prompt token: the weights' memory floor
+        self._per_sequence = perf.efficiency.sequence_overhead_s / speed
+        self._extra = [
+            max(0.0, perf.prefill_time(max(1, i * _EXTRA_BUCKET)) - base) / speed
+            for i in range(-(-self._budget // _EXTRA_BUCKET) + 1)
+        ]
+
     # -- the replica's interface -------------------------------------------------------------
 
-    def submit(self, request: SimRequest) -> None:
+    @property
+    def slowdown(self) -> float:
+        """How many times slower than nominal its steps run (a slowdown fault); steps priced
+        from now on take it, those already planned keep their times."""
+        return self._slowdown
+
+    @slowdown.setter
+    def slowdown(self, factor: float) -> None:
+        if factor != self._slowdown:
+            self._slowdown = factor
+            self._price(self._nominal_speed / factor)
+
+    @property
+    def in_flight(self) -> int:
+        """Requests submitted and not yet finished or aborted."""
+        return len(self._in_flight)
+
+    def fits(self, request: R) -> bool:
+        """Whether the request's prompt and output fit the KV cache (vLLM answers 400 else)."""
+        blocks = -(-(request.prompt_tokens + request.output_tokens) // self._block)
+        return blocks <= self.total_blocks
+
+    def submit(self, request: R) -> None:
         """A request arrives at ``loop.now``: admit it or queue it (FIFO)."""
         prompt, output = request.prompt_tokens, request.output_tokens
         if prompt < 1 or output < 1:
@@ -259,7 +293,7 @@ class FastReplica:
             return
         self._admit(request, blocks, boundary=False)
 
-    def abort(self, request: SimRequest) -> None:
+    def abort(self, request: R) -> None:
         """Drop a request (timeout, or the pod stops): its room is freed, no callbacks follow."""
         state = request.replica_state
         if isinstance(state, _Queued):
@@ -281,7 +315,7 @@ class FastReplica:
         request.replica_state = None
         self._in_flight.pop(id(request), None)
 
-    def stop(self) -> list[SimRequest]:
+    def stop(self) -> list[R]:
         """The pod stops: abort every request in it and return them (oldest first), for the
         gateway to fail or retry."""
         stopped = list(self._in_flight.values())
@@ -366,7 +400,7 @@ class FastReplica:
             done += chunk
         return extra / self._speed
 
-    def _admit(self, request: SimRequest, blocks: int, *, boundary: bool) -> None:
+    def _admit(self, request: R, blocks: int, *, boundary: bool) -> None:
         loop = self._loop
         now = loop.now
         prompt, output = request.prompt_tokens, request.output_tokens
@@ -431,7 +465,7 @@ class FastReplica:
 
     def _prefill(
         self,
-        request: SimRequest,
+        request: R,
         state: _Admitted,
         decode: float,
         room: int,
@@ -520,7 +554,7 @@ class FastReplica:
 
     def _plan(
         self,
-        request: SimRequest,
+        request: R,
         state: _Admitted,
         tokens: int,
         steps: float,
@@ -622,7 +656,7 @@ class FastReplica:
             arrival -= log(1.0 - draw()) / rate
         return span
 
-    def _finish(self, request: SimRequest, state: _Admitted, *, decoding: bool) -> None:
+    def _finish(self, request: R, state: _Admitted, *, decoding: bool) -> None:
         now = self._loop.now
         if decoding:
             request.itl_s = (now - state.ttft) / (request.output_tokens - 1)

@@ -29,7 +29,7 @@ from tiergate.gateway.gates import CascadeWalk, TierGates
 from tiergate.sim.faults import HEALTHY, FaultState
 from tiergate.sim.loop import EventLoop, Timer
 from tiergate.sim.managed import ManagedTier
-from tiergate.sim.replica import Replica
+from tiergate.sim.replica import SimEngine
 from tiergate.sim.request import SimRequest
 from tiergate.sim.stats import LogHistogram
 from tiergate.spec import Fleet
@@ -65,10 +65,10 @@ class GpuTier:
 
     def __init__(self, name: str, rng: random.Random) -> None:
         self.name = name
-        self.replicas: list[Replica] = []  # ready and in rotation
+        self.replicas: list[SimEngine] = []  # ready and in rotation
         self.rng = rng
 
-    def pick(self) -> Replica | None:
+    def pick(self) -> SimEngine | None:
         """A ready replica as a Kubernetes Service picks one (kube-proxy: at random)."""
         replicas = self.replicas
         if not replicas:
@@ -237,7 +237,7 @@ class SimGateway:
 
     def _timed_out(self, request: SimRequest) -> None:
         replica = request.replica
-        if isinstance(replica, Replica):
+        if replica is not None:
             replica.abort(request)
         request.replica = request.timer = None
         self._fail(request, FIRST_BYTE_TIMEOUT, None)

@@ -17,56 +17,12 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tiergate.emulator.metrics import ITL_BUCKETS, TTFT_BUCKETS
+from tiergate.sim.replica import ReplicaSink
+from tiergate.sim.request import SimRequest
 from tiergate.sim.stats import LogHistogram
 
-# vllm:time_to_first_token_seconds buckets (vLLM V1 PrometheusStatLogger).
-TTFT_BUCKETS: tuple[float, ...] = (
-    0.001,
-    0.005,
-    0.01,
-    0.02,
-    0.04,
-    0.06,
-    0.08,
-    0.1,
-    0.25,
-    0.5,
-    0.75,
-    1.0,
-    2.5,
-    5.0,
-    7.5,
-    10.0,
-    20.0,
-    40.0,
-    80.0,
-    160.0,
-    640.0,
-    2560.0,
-)
-# vllm:inter_token_latency_seconds buckets (the same as request_time_per_output_token_seconds).
-ITL_BUCKETS: tuple[float, ...] = (
-    0.01,
-    0.025,
-    0.05,
-    0.075,
-    0.1,
-    0.15,
-    0.2,
-    0.3,
-    0.4,
-    0.5,
-    0.75,
-    1.0,
-    2.5,
-    5.0,
-    7.5,
-    10.0,
-    20.0,
-    40.0,
-    80.0,
-)
-
+# vLLM V1's buckets (PrometheusStatLogger), as the emulator exports them.
 Gauges = tuple[float, float, float]  # (running, waiting, kv_usage as a 0-1 fraction)
 
 
@@ -172,3 +128,31 @@ class EngineObserver:
 
     def finished(self) -> None:
         self.metrics.requests_total += 1
+
+
+class MeteredSink:
+    """The gateway as a request-level replica's sink, counting on the way what vLLM's metrics
+    would (that model reports per request, not per step: generated tokens are counted when
+    a request ends, its gaps as its mean inter-token latency)."""
+
+    __slots__ = ("gateway", "metrics")
+
+    def __init__(self, gateway: ReplicaSink) -> None:
+        self.gateway = gateway
+        self.metrics: EngineMetrics | None = None
+
+    def first_token(self, request: SimRequest, at: float) -> None:
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.observe_ttft(at - request.attempt_started)
+            metrics.prompt_tokens_total += request.prompt_tokens
+        self.gateway.first_token(request, at)
+
+    def finished(self, request: SimRequest, at: float) -> None:
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.requests_total += 1
+            metrics.generation_tokens_total += request.output_tokens
+            if request.itl_s is not None and request.output_tokens > 1:
+                metrics.observe_itl(request.itl_s, request.output_tokens - 1)
+        self.gateway.finished(request, at)

@@ -3,7 +3,7 @@
 :func:`run_iteration` steps the emulator's scheduler (``tiergate.emulator.scheduler``) back
 to back on an :class:`EventLoop`, the iteration-level reference; :func:`run_request_level`
 replays the same requests on a :class:`FastReplica`. Both write ``first_token_at``,
-``finished_at`` and ``itl_s`` on each :class:`ReplayRequest` and return the engine's busy
+``finished_at`` and ``itl_s`` on each :class:`SimRequest` and return the engine's busy
 seconds; :func:`figures` sums them up (TTFT and ITL p50/p95, throughput) so that the
 request-level model's error can be stated (``tests/sim/test_fast_replica.py``, the
 simulator's fidelity bench).
@@ -18,36 +18,14 @@ from dataclasses import dataclass
 
 from tiergate.emulator.scheduler import EngineRequest, Scheduler, SchedulerLimits
 from tiergate.perf import PerfModel
-from tiergate.sim.fast_replica import FastReplica, SimRequest
+from tiergate.sim.fast_replica import FastReplica
 from tiergate.sim.loop import EventLoop
+from tiergate.sim.request import SimRequest
 
 
-class ReplayRequest:
-    """A request of a replayed workload, with what a replica writes on it."""
-
-    __slots__ = (
-        "arrival",
-        "finished_at",
-        "first_token_at",
-        "itl_s",
-        "output_tokens",
-        "prompt_tokens",
-        "replica_state",
-    )
-
-    def __init__(self, arrival: float, prompt_tokens: int, output_tokens: int) -> None:
-        self.arrival = arrival
-        self.prompt_tokens = prompt_tokens
-        self.output_tokens = output_tokens
-        self.first_token_at: float | None = None
-        self.finished_at: float | None = None
-        self.itl_s: float | None = None
-        self.replica_state: object | None = None
-
-
-def replay_requests(items: Iterable[tuple[float, int, int]]) -> list[ReplayRequest]:
-    """Fresh :class:`ReplayRequest` objects from ``(arrival, prompt, output)`` triples."""
-    return [ReplayRequest(at, prompt, output) for at, prompt, output in items]
+def replay_requests(items: Iterable[tuple[float, int, int]]) -> list[SimRequest]:
+    """Fresh :class:`SimRequest` objects from ``(arrival, prompt, output)`` triples."""
+    return [SimRequest(at, prompt, output) for at, prompt, output in items]
 
 
 def poisson_workload(
@@ -77,7 +55,7 @@ class _NoSink:
 
 
 def _arrive_in_order(
-    loop: EventLoop, requests: Sequence[ReplayRequest], submit: Callable[[ReplayRequest], None]
+    loop: EventLoop, requests: Sequence[SimRequest], submit: Callable[[SimRequest], None]
 ) -> None:
     """Schedule arrivals one at a time (one pending arrival event, however long the trace)."""
     position = 0
@@ -96,7 +74,7 @@ def _arrive_in_order(
 def run_request_level(
     perf: PerfModel,
     limits: SchedulerLimits,
-    requests: Sequence[ReplayRequest],
+    requests: Sequence[SimRequest],
     *,
     speed: float = 1.0,
     kv_blocks: int | None = None,
@@ -116,7 +94,7 @@ def run_request_level(
 def run_iteration(
     perf: PerfModel,
     limits: SchedulerLimits,
-    requests: Sequence[ReplayRequest],
+    requests: Sequence[SimRequest],
     *,
     speed: float = 1.0,
     kv_blocks: int | None = None,
@@ -127,7 +105,7 @@ def run_iteration(
     loop = EventLoop()
     blocks = perf.kv_capacity_tokens // limits.block_size if kv_blocks is None else kv_blocks
     scheduler = Scheduler(perf, blocks, limits)
-    replayed: list[ReplayRequest] = []
+    replayed: list[SimRequest] = []
     stepping = False
     busy = 0.0
 
@@ -155,7 +133,7 @@ def run_iteration(
 
         loop.at(end, done)
 
-    def submit(request: ReplayRequest) -> None:
+    def submit(request: SimRequest) -> None:
         item = EngineRequest(len(replayed), request.prompt_tokens, request.output_tokens, loop.now)
         replayed.append(request)
         scheduler.add(item)
@@ -187,7 +165,7 @@ class Figures:
         }
 
 
-def figures(requests: Sequence[ReplayRequest], busy_s: float) -> Figures:
+def figures(requests: Sequence[SimRequest], busy_s: float) -> Figures:
     """The :class:`Figures` of a finished replay (every request finished)."""
     ttft, itl, last = [], [], 0.0
     for request in requests:

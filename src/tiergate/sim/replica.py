@@ -24,6 +24,29 @@ class ReplicaSink(Protocol):
     def finished(self, request: SimRequest, at: float) -> None: ...
 
 
+class SimEngine(Protocol):
+    """One replica's engine as the gateway and the simulation drive it, at either fidelity
+    (:class:`Replica` here, ``tiergate.sim.fast_replica.FastReplica`` at request level)."""
+
+    slowdown: float
+
+    @property
+    def busy_s(self) -> float: ...
+
+    @property
+    def in_flight(self) -> int: ...
+
+    def fits(self, request: SimRequest) -> bool: ...
+
+    def submit(self, request: SimRequest) -> None: ...
+
+    def abort(self, request: SimRequest) -> None: ...
+
+    def stop(self) -> list[SimRequest]: ...
+
+    def gauges(self) -> tuple[int, int, float]: ...
+
+
 class Observer(Protocol):
     """What a replica reports, as vLLM's metrics count it: each first token (its prompt is
     then prefilled), the tokens each step generates, their gaps, and each request's end."""
@@ -110,8 +133,9 @@ class Replica:
             self.scheduler.abort(engine)
             request.replica_state = None
 
-    def abort_all(self) -> list[SimRequest]:
-        """Drop every request; return them (the pod is gone)."""
+    def stop(self) -> list[SimRequest]:
+        """The pod stops: drop every request and return them (the gateway fails or retries
+        them)."""
         requests = list(self._by_id.values())
         for request in requests:
             self.abort(request)

@@ -45,7 +45,7 @@ class SimRequest:
         self.fallbacks: list[tuple[str, str]] | None = None  # (tier, reason) left behind
         self.failures: list[Any] | None = None  # the cascade's Attempt of each failed try
         self.attempt_started = 0.0
-        self.replica: object | None = None  # the replica serving the current attempt
+        self.replica: Any = None  # the engine serving the current attempt (a SimEngine)
         self.replica_state: object | None = None
         self.timer: object | None = None  # the current attempt's first-byte deadline
         self.walk: object | None = None  # the cascade walk of this request

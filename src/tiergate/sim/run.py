@@ -28,13 +28,14 @@ from tiergate.gateway.health import HealthState
 from tiergate.gateway.saturation import EngineSample, is_saturated
 from tiergate.perf import PerfModel, gpu_named, model_named
 from tiergate.sim.autoscale import SimAutoscaler
+from tiergate.sim.fast_replica import FastReplica
 from tiergate.sim.faults import ActiveFaults, FaultPlan, FaultWindow
 from tiergate.sim.gateway import GpuTier, SimGateway
 from tiergate.sim.loop import EventLoop
 from tiergate.sim.managed import ManagedSettings, ManagedTier
-from tiergate.sim.metrics import EngineMetrics, EngineObserver
+from tiergate.sim.metrics import EngineMetrics, EngineObserver, MeteredSink
 from tiergate.sim.nodes import Cluster, Pod, PodSpec
-from tiergate.sim.replica import Replica
+from tiergate.sim.replica import Replica, SimEngine
 from tiergate.sim.request import SimRequest
 from tiergate.sim.result import EventLog, Series
 from tiergate.sim.workloads import TraceRequest
@@ -114,14 +115,14 @@ class Simulation:
         self._output_total = 0
         self._slowdown: dict[str, float] = {}
         self.series: Series | None = None
-        self.metrics: dict[Replica, EngineMetrics] = {}
+        self.metrics: dict[SimEngine, EngineMetrics] = {}
         self._engine_serial = 0
         # Each replica not gone: its tier and capacity type (spot, on-demand, on-prem), for
         # GPU-hours busy.
-        self.capacity: dict[Replica, tuple[str, str]] = {}
+        self.capacity: dict[SimEngine, tuple[str, str]] = {}
         self._start_static()
         self.cluster: Cluster | None = None
-        self._pods: dict[str, Replica] = {}  # pod id -> its engine, while in rotation
+        self._pods: dict[str, SimEngine] = {}  # pod id -> its engine, while in rotation
         self._pod_specs: dict[str, PodSpec] = {}  # deployment -> the pods it asks for
         self._deployment_tier: dict[str, str] = {}
         self.node_tier: dict[str, str] = {}  # node id -> the tier whose pods it ran first
@@ -221,7 +222,7 @@ class Simulation:
         sim_tier.tier.replicas.remove(replica)
 
         def gone() -> None:
-            for request in replica.abort_all():
+            for request in replica.stop():
                 self.gateway.lost(request)
             _, capacity = self.capacity.pop(replica, (tier, "on-demand"))
             self.metrics.pop(replica, None)
@@ -232,15 +233,32 @@ class Simulation:
         else:
             gone()
 
-    def _replica(self, tier: str) -> Replica:
-        """A new engine for ``tier``, with its metrics (scraped by the scaler)."""
+    def _replica(self, tier: str) -> SimEngine:
+        """A new engine for ``tier`` at the run's fidelity, with its metrics (what the scaler
+        scrapes)."""
         sim_tier = self.gpu[tier]
         self._engine_serial += 1
-        replica = Replica(
-            self.loop, sim_tier.perf, sim_tier.limits, self.gateway, speed=self.options.speed
-        )
-        metrics = EngineMetrics(f"{tier}-{self._engine_serial}", replica.gauges)
-        replica.observer = EngineObserver(metrics, self.gateway.stats[tier].itl)
+        name = f"{tier}-{self._engine_serial}"
+        replica: SimEngine
+        if self.options.fidelity == "request":
+            sink = MeteredSink(self.gateway)
+            fast = FastReplica(
+                self.loop,
+                sim_tier.perf,
+                sim_tier.limits,
+                sink,
+                speed=self.options.speed,
+                rng=random.Random(self.rng.random()),
+            )
+            sink.metrics = metrics = EngineMetrics(name, fast.gauges)
+            replica = fast
+        else:
+            engine = Replica(
+                self.loop, sim_tier.perf, sim_tier.limits, self.gateway, speed=self.options.speed
+            )
+            metrics = EngineMetrics(name, engine.gauges)
+            engine.observer = EngineObserver(metrics, self.gateway.stats[tier].itl)
+            replica = engine
         self.metrics[replica] = metrics
         replica.slowdown = self._slowdown.get(tier, 1.0)
         return replica

@@ -34,10 +34,11 @@ import math
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 
+from tiergate.emulator.metrics import ITL_BUCKETS, TTFT_BUCKETS
 from tiergate.scaling.signals.histogram import histogram_quantile
 from tiergate.scaling.snapshot import ReplicaSignals, Role, Snapshot
 from tiergate.sim.loop import EventLoop
-from tiergate.sim.metrics import ITL_BUCKETS, TTFT_BUCKETS, EngineMetrics, EngineSample
+from tiergate.sim.metrics import EngineMetrics, EngineSample
 
 # Prometheus' --query.lookback-delta default: an instant query sees samples up to 5 min old.
 LOOKBACK_DELTA_S = 300.0
