@@ -73,7 +73,8 @@ class _Window:
         self._head = head
         return head % _BUCKETS
 
-    def add(self, now: float, ok: bool) -> None:
+    def add(self, now: float, ok: bool) -> tuple[int, int]:
+        """Count one outcome at ``now``; return (failures, total) inside the window then."""
         slot = self._advance(now)
         if ok:
             self._ok[slot] += 1
@@ -81,6 +82,8 @@ class _Window:
         else:
             self._failed[slot] += 1
             self._failed_total += 1
+        # What counts(now) would return, without expiring the buckets a second time.
+        return self._failed_total, self._failed_total + self._ok_total
 
     def counts(self, now: float) -> tuple[int, int]:
         """(failures, total) inside the window at ``now``."""
@@ -127,8 +130,7 @@ class Breaker:
     def record(self, now: float, ok: bool) -> None:
         """Record the outcome of a request that was sent to the tier."""
         if self._state is BreakerState.CLOSED:
-            self._window.add(now, ok)
-            failures, total = self._window.counts(now)
+            failures, total = self._window.add(now, ok)
             if total >= self._settings.min_requests and self._threshold.exceeded_by(
                 failures / total
             ):

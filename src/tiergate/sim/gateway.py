@@ -104,6 +104,13 @@ class SimGateway:
         self.managed = managed
         self.done = done
         self.first_byte_s = {tier.name: tier.timeouts.first_byte_s for tier in fleet.tiers}
+        # Each attempt's first-byte limit depends only on its tier and whether a tier is left
+        # after it: the live rule, asked once per pair here rather than once per attempt.
+        self._limits = {
+            (tier.name, left): self._limit(tier.name, left)
+            for tier in fleet.tiers
+            for left in (False, True)
+        }
         self.stats = {tier.name: TierStats() for tier in fleet.tiers}
         self.entry = entry_points(fleet)[fleet.default_model]
         # Tiers whose replicas report every token's latency to the tier's histogram (iteration
@@ -175,7 +182,7 @@ class SimGateway:
         return False
 
     def _attempt_gpu(self, request: SimRequest, tier: GpuTier, tier_left: bool) -> None:
-        if self._faulty(request, tier.name):
+        if self.faults[tier.name] is not HEALTHY and self._faulty(request, tier.name):
             return
         replica = tier.pick()
         if replica is None:  # a Service without endpoints refuses the connection
@@ -186,19 +193,20 @@ class SimGateway:
             return
         request.replica = replica
         request.timer = self.loop.after(
-            self._limit(tier.name, tier_left), lambda: self._timed_out(request)
+            self._limits[tier.name, tier_left], lambda: self._timed_out(request)
         )
         replica.submit(request)
 
     def _attempt_managed(self, request: SimRequest, tier: ManagedTier, tier_left: bool) -> None:
-        if self._faulty(request, request.tier or ""):
+        name = request.tier or ""
+        if self.faults[name] is not HEALTHY and self._faulty(request, name):
             return
         now = self.loop.now
         answer = tier.admit(now, request.prompt_tokens, request.output_tokens)
         if answer.status != 200:
             self._status(request, answer.status)
             return
-        limit = self._limit(request.tier or "", tier_left)
+        limit = self._limits[name, tier_left]
         if answer.ttft_s > limit:
             request.timer = self.loop.after(limit, lambda: self._timed_out(request))
             return
