@@ -46,7 +46,7 @@ class EventLoop:
         # Called several times per simulated request: a comparison rather than max(), and
         # one increment of the sequence (the tie-breaker) read back once.
         now = self.now
-        if when < now:
+        if when < now:  # noqa: PLR1730
             when = now
         timer = Timer(when, action)
         self._seq = seq = self._seq + 1
@@ -57,7 +57,7 @@ class EventLoop:
         """Run ``action`` ``delay`` seconds from now."""
         # at(), written out: every attempt's first-byte deadline comes through here.
         when = self.now + delay
-        if when < self.now:
+        if when < self.now:  # noqa: PLR1730
             when = self.now
         timer = Timer(when, action)
         self._seq = seq = self._seq + 1
@@ -110,8 +110,7 @@ class EventLoop:
                 ran += 1
                 action()
         self.events += ran
-        if until > self.now:
-            self.now = until
+        self.now = max(self.now, until)
 
     def next_at(self) -> float | None:
         """The time of the next event scheduled (a cancelled one included), ``None`` if none."""

@@ -320,12 +320,23 @@ class Simulation:
         tier = self.gpu[name].tier
         gates = self.gates
 
+        # The readings of the last scrape whose verdict was set. Every sample of a scrape is
+        # taken now (none is stale), so the live policy's verdict depends on the readings
+        # alone: the same readings (an idle tier, a quiet night) would set the same verdict,
+        # and the policy is asked again only when a reading changed.
+        last: list[tuple[int, float]] | None = None
+
         def scrape() -> None:
+            nonlocal last
             now = self.loop.now
-            samples = []
+            readings = []
             for replica in tier.replicas:
                 _, waiting, kv_usage = replica.gauges()
-                samples.append(EngineSample(float(waiting), kv_usage, now))
+                readings.append((waiting, kv_usage))
+            if readings == last:
+                return
+            last = readings
+            samples = [EngineSample(float(waiting), kv, now) for waiting, kv in readings]
             gates.set_saturated(name, is_saturated(samples, limits, now))
 
         return scrape

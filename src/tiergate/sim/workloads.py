@@ -27,10 +27,9 @@ import random
 import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, TextIO
+from typing import Literal, NamedTuple, TextIO
 
 from tiergate.errors import TiergateError
 
@@ -59,12 +58,12 @@ class TraceError(TiergateError):
         super().__init__(f"{where}: {field}: {message}" if field else f"{where}: {message}")
 
 
-@dataclass(frozen=True, slots=True)
-class TraceRequest:
+class TraceRequest(NamedTuple):
     """One request of a trace: when it arrives and how many tokens go in and come out.
 
     ``prefix_ids`` are the trace's prompt-block ids (Mooncake ``hash_ids``), empty when the
-    trace has none.
+    trace has none. A named tuple rather than a frozen dataclass: a workload builds one per
+    request (millions in a week), and a tuple is built about three times faster.
     """
 
     arrival_s: float
