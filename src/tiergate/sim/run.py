@@ -90,7 +90,9 @@ class Simulation:
         self.loop = EventLoop(start=-options.warmup_s)
         self.rng = random.Random(options.seed)
         self.events = EventLog()
-        self._breakers: dict[str, BreakerState] = {}
+        # Each tier's breaker state as last shown (every breaker starts closed): told after
+        # every attempt, so a lookup, not a get() with a default.
+        self._breakers = dict.fromkeys((tier.name for tier in fleet.tiers), BreakerState.CLOSED)
         self.gates = TierGates(fleet, on_breaker=self._breaker_changed)
         self.gpu: dict[str, SimTier] = {}
         self.managed: dict[str, ManagedTier] = {}
@@ -342,7 +344,7 @@ class Simulation:
         return scrape
 
     def _breaker_changed(self, name: str, state: BreakerState) -> None:
-        if self._breakers.get(name, BreakerState.CLOSED) is not state:
+        if self._breakers[name] is not state:
             self._breakers[name] = state
             self.events.add(self.loop.now, "breaker", name, f"breaker {state.value}")
 

@@ -238,15 +238,18 @@ def scale_rate(
     if spread_s < 0:
         raise ValueError(f"spread_s must be >= 0, got {spread_s}")
     rng = random.Random(seed)
+    # uniform(0, spread) is 0 + spread * random(): the same float as spread * random() (for
+    # a non-negative product), without a Python call per copy.
+    draw = rng.random
     whole = math.floor(factor)
     waiting: list[tuple[float, int, TraceRequest]] = []  # copies not yet due, by arrival
     order = 0  # ties keep the order they were made in
     for request in requests:
         while waiting and waiting[0][0] <= request.arrival_s:
             yield heapq.heappop(waiting)[2]
-        copies = whole + (rng.random() < factor - whole)
+        copies = whole + (draw() < factor - whole)
         for copy in range(copies):
-            at = request.arrival_s + (rng.uniform(0.0, spread_s) if copy else 0.0)
+            at = request.arrival_s + (spread_s * draw() if copy else 0.0)
             moved = TraceRequest(
                 at, request.prompt_tokens, request.output_tokens, request.prefix_ids
             )
