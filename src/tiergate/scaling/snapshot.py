@@ -8,6 +8,7 @@ because nothing was served, says "unknown", which the policy must not read as "i
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -53,6 +54,38 @@ class Snapshot:
     ttft_p95_s: float | None = None  # vllm:time_to_first_token_seconds
     itl_p95_s: float | None = None  # vllm:inter_token_latency_seconds
     notes: tuple[str, ...] = field(default=())  # what the reader could not read, for operators
+
+
+def snapshot_of(
+    deployment: str,
+    role: Role,
+    now: float,
+    replicas: Sequence[ReplicaSignals],
+    values: Mapping[str, float | None],
+    *,
+    ready: int,
+    pending: int = 0,
+    pending_ready_at: tuple[float, ...] = (),
+    notes: Sequence[str] = (),
+) -> Snapshot:
+    """A :class:`Snapshot` from a reader's per-replica signals and its ``values`` of the
+    deployment-wide fields by name (``request_rate``, ``prompt_token_rate``,
+    ``generation_token_rate``, ``ttft_p95_s``, ``itl_p95_s``; one left out is unknown)."""
+    return Snapshot(
+        deployment=deployment,
+        role=role,
+        at=now,
+        ready=ready,
+        replicas=tuple(replicas),
+        pending=pending,
+        pending_ready_at=pending_ready_at,
+        request_rate=values.get("request_rate"),
+        prompt_token_rate=values.get("prompt_token_rate"),
+        generation_token_rate=values.get("generation_token_rate"),
+        ttft_p95_s=values.get("ttft_p95_s"),
+        itl_p95_s=values.get("itl_p95_s"),
+        notes=tuple(notes),
+    )
 
 
 @dataclass(frozen=True, slots=True)

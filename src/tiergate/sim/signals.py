@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from tiergate.emulator.metrics import ITL_BUCKETS, TTFT_BUCKETS
 from tiergate.scaling.signals.histogram import histogram_quantile
-from tiergate.scaling.snapshot import ReplicaSignals, Role, Snapshot
+from tiergate.scaling.snapshot import ReplicaSignals, Role, Snapshot, snapshot_of
 from tiergate.sim.loop import EventLoop
 from tiergate.sim.metrics import EngineMetrics, EngineSample
 
@@ -226,7 +226,7 @@ class SimPrometheus:
                 values["ttft_p95_s"] = _p95(_TTFT_BOUNDS, ttft)
             if want_itl:
                 values["itl_p95_s"] = _p95(_ITL_BOUNDS, itl)
-        return _snapshot(
+        return snapshot_of(
             deployment,
             role,
             now,
@@ -265,33 +265,6 @@ def _add_bucket_rates(
             reach = sampled * v0 / increase
             reach = to_start if reach > to_start else reach  # min() costs a call per bucket
             into[i] += increase * (sampled + reach + to_end) * per_s
-
-
-def _snapshot(
-    deployment: str,
-    role: Role,
-    now: float,
-    replicas: list[ReplicaSignals],
-    values: dict[str, float | None],
-    *,
-    ready: int,
-    pending: int,
-    pending_ready_at: tuple[float, ...],
-) -> Snapshot:
-    return Snapshot(
-        deployment=deployment,
-        role=role,
-        at=now,
-        ready=ready,
-        replicas=tuple(replicas),
-        pending=pending,
-        pending_ready_at=pending_ready_at,
-        request_rate=values["request_rate"],
-        prompt_token_rate=values["prompt_token_rate"],
-        generation_token_rate=values["generation_token_rate"],
-        ttft_p95_s=values["ttft_p95_s"],
-        itl_p95_s=values["itl_p95_s"],
-    )
 
 
 def _instant(series: _Series, now: float, lookback_s: float) -> EngineSample | None:
@@ -381,7 +354,7 @@ class SimScrape:
                 values["ttft_p95_s"] = _p95(_TTFT_BOUNDS, ttft)
             if "itl_p95_s" in fields:
                 values["itl_p95_s"] = _p95(_ITL_BOUNDS, itl)
-        return _snapshot(
+        return snapshot_of(
             deployment,
             role,
             now,

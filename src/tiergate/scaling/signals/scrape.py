@@ -22,7 +22,7 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from tiergate.scaling.signals.histogram import histogram_quantile
-from tiergate.scaling.snapshot import ReplicaSignals, Role, Snapshot
+from tiergate.scaling.snapshot import ReplicaSignals, Role, Snapshot, snapshot_of
 from tiergate.telemetry.vllm_page import parse_vllm_load
 
 _RUNNING = "vllm:num_requests_running"
@@ -252,20 +252,16 @@ class ScrapeSignals:
                 notes.append(f"{signal}: unknown (no replica with {names[0]} in a window)")
             elif values[signal] is None:
                 notes.append(f"{signal}: nothing observed in the window (unknown, not 0)")
-        return Snapshot(
-            deployment=deployment,
-            role=role,
-            at=now,
+        return snapshot_of(
+            deployment,
+            role,
+            now,
+            replicas,
+            values,
             ready=ready,
-            replicas=tuple(replicas),
             pending=pending,
             pending_ready_at=pending_ready_at,
-            request_rate=values["request_rate"],
-            prompt_token_rate=values["prompt_token_rate"],
-            generation_token_rate=values["generation_token_rate"],
-            ttft_p95_s=values["ttft_p95_s"],
-            itl_p95_s=values["itl_p95_s"],
-            notes=tuple(notes),
+            notes=notes,
         )
 
     def _remember(self, url: str, scrape: EngineScrape) -> deque[EngineScrape]:
