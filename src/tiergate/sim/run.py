@@ -38,6 +38,7 @@ from tiergate.sim.nodes import Cluster, Pod, PodSpec
 from tiergate.sim.replica import Replica, SimEngine
 from tiergate.sim.request import SimRequest
 from tiergate.sim.result import EventLog, Series
+from tiergate.sim.sampling import SeriesSampler
 from tiergate.sim.workloads import TraceRequest
 from tiergate.spec import Fleet
 from tiergate.spec.deployments import Deployment
@@ -113,10 +114,11 @@ class Simulation:
         self.in_flight = 0
         self.last_finish = 0.0
         self.on_done: Callable[[SimRequest], None] | None = None
-        self._prompt_total = 0
-        self._output_total = 0
+        self.prompt_total = 0  # tokens of every request arrived so far
+        self.output_total = 0
         self._slowdown: dict[str, float] = {}
         self.series: Series | None = None
+        self.sampler: SeriesSampler | None = None
         self.metrics: dict[SimEngine, EngineMetrics] = {}
         self._engine_serial = 0
         # Each replica not gone: its tier and capacity type (spot, on-demand, on-prem), for
@@ -394,7 +396,9 @@ class Simulation:
         if self.fleet.simulation.faults:
             plan = FaultPlan.from_spec(self.fleet.simulation.faults)
             self.add_faults(plan.windows(horizon or 0.0, random.Random(self.rng.random())))
-        self._sample_series(horizon)
+        step = options.series_step_s or max(1.0, (horizon or 3600.0) / 400)
+        sampler = self.sampler = SeriesSampler(self, step)
+        self.series = sampler.series
         loop.run(until=0.0)
         gateway = self.gateway
         next_at = loop.next_at
@@ -413,9 +417,9 @@ class Simulation:
             request = SimRequest(at, item.prompt_tokens, max(1, item.output_tokens))
             self.arrived += 1
             self.in_flight += 1
-            self._prompt_total += request.prompt_tokens
-            self._output_total += request.output_tokens
-            self._arrivals_step += 1
+            self.prompt_total += request.prompt_tokens
+            self.output_total += request.output_tokens
+            sampler.arrivals += 1
             gateway.arrive(request)
             last = at
         deadline = last + options.drain_s
@@ -431,61 +435,6 @@ class Simulation:
         self.last_finish = self.loop.now
         if self.on_done is not None:
             self.on_done(request)
-
-    # -- the series --------------------------------------------------------------------------
-
-    def _sample_series(self, horizon: float | None) -> None:
-        step = self.options.series_step_s or max(1.0, (horizon or 3600.0) / 400)
-        tiers = [tier.name for tier in self.fleet.cascade]
-        pools = [pool.name for pool in self.fleet.nodes.node_pools] if self.cluster else []
-        self.series = Series.empty(0.0, step, tiers, pools)
-        for name, managed in self.managed.items():
-            if managed.requests_per_minute is None:
-                del self.series.capacity_per_s[name]  # type: ignore[attr-defined]
-        self._arrivals_step = 0
-        series = self.series
-
-        def sample() -> None:
-            series.arrivals_per_s.append(self._arrivals_step / step)
-            self._arrivals_step = 0
-            for name in tiers:
-                sim_tier = self.gpu.get(name)
-                if sim_tier is None:
-                    rpm = self.managed[name].requests_per_minute
-                    if rpm is not None:  # without a quota, no capacity to draw
-                        series.capacity_per_s[name].append(rpm / 60)
-                    series.replicas[name].append(0.0)
-                    series.nodes[name].append(0.0)
-                    continue
-                ready = len(sim_tier.tier.replicas)
-                series.replicas[name].append(float(ready))
-                series.capacity_per_s[name].append(ready * self._replica_rate(sim_tier))
-                series.nodes[name].append(self._nodes(name))
-            if self.cluster is not None and pools:
-                counts = self.cluster.node_counts()
-                for pool in pools:
-                    series.pool_nodes[pool].append(float(sum(counts.get(pool, {}).values())))
-
-        self.loop.every(step, sample, first=step)
-
-    def _replica_rate(self, sim_tier: SimTier) -> float:
-        """Requests per second one replica serves at saturation, for the workload so far."""
-        if not self.arrived:
-            return 0.0
-        prompt = max(1, round(self._prompt_total / self.arrived))
-        output = max(1, round(self._output_total / self.arrived))
-        tokens = sim_tier.perf.saturated_throughput(
-            prompt, output, sim_tier.deployment.engine.max_num_seqs
-        )
-        return tokens / output * self.options.speed
-
-    def _nodes(self, tier: str) -> float:
-        """Nodes holding the tier's pods (a static deployment: one per replica)."""
-        sim_tier = self.gpu[tier]
-        if not sim_tier.deployment.node_pools or self.cluster is None:
-            return float(len(sim_tier.tier.replicas))
-        pods = self.cluster.pods(sim_tier.deployment.name)
-        return float(len({pod.node.id for pod in pods if pod.node is not None}))
 
     # -- what it did -------------------------------------------------------------------------
 
