@@ -12,6 +12,7 @@ from tiergate.gateway.cascade import (
     Verdict,
     entry_points,
     exhausted,
+    first_byte_budget_s,
     is_tier_failure,
     judge_status,
     latency_limit_s,
@@ -80,3 +81,12 @@ def test_latency_limit_applies_only_while_a_tier_is_left() -> None:
     assert latency_limit_s(policy, tier_left=True) == 2.0
     assert latency_limit_s(policy, tier_left=False) is None
     assert latency_limit_s(FallbackPolicy(frozenset(), None, None), tier_left=True) is None
+
+
+def test_first_byte_budget_is_the_tiers_own_cut_to_latency_ms_while_a_tier_is_left() -> None:
+    policy = FallbackPolicy(frozenset(), Threshold(">", 2000), None)
+    assert first_byte_budget_s(policy, 600.0, tier_left=True) == 2.0
+    assert first_byte_budget_s(policy, 600.0, tier_left=False) == 600.0  # the last tier waits
+    assert first_byte_budget_s(policy, 1.5, tier_left=True) == 1.5  # its own limit is shorter
+    no_latency = FallbackPolicy(frozenset(), None, None)
+    assert first_byte_budget_s(no_latency, 600.0, tier_left=True) == 600.0

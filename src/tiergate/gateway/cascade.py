@@ -96,6 +96,13 @@ def latency_limit_s(policy: FallbackPolicy, *, tier_left: bool) -> float | None:
     return policy.latency_ms.limit / 1000
 
 
+def first_byte_budget_s(policy: FallbackPolicy, own_s: float, *, tier_left: bool) -> float:
+    """How long an attempt may wait for its first byte (the first event of a stream): the
+    tier's own first-byte timeout, cut to ``latencyMs`` while another tier is left."""
+    limit = latency_limit_s(policy, tier_left=tier_left)
+    return own_s if limit is None else min(limit, own_s)
+
+
 def is_tier_failure(status: int, policy: FallbackPolicy) -> bool:
     """Whether a reply counts against the tier's error rate (the breaker's input)."""
     return status >= 500 or judge_status(status, policy) is Verdict.FALLBACK

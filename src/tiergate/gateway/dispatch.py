@@ -21,6 +21,7 @@ from tiergate.gateway.cascade import (
     Attempt,
     Verdict,
     exhausted,
+    first_byte_budget_s,
     is_tier_failure,
     judge_status,
     latency_limit_s,
@@ -132,8 +133,7 @@ async def _attempt(cascade: _Cascade, name: str, *, tier_left: bool) -> Served |
     status: int | None = None
     try:
         if request.stream:
-            own = tier.timeouts.first_byte_s
-            budget = own if limit is None else min(limit, own)
+            budget = first_byte_budget_s(policy, tier.timeouts.first_byte_s, tier_left=tier_left)
             served, status = await _open_stream(provider, upstream, name, cascade.attempts, budget)
         else:
             reply = await provider.send(upstream)

@@ -21,9 +21,9 @@ from tiergate.gateway.cascade import (
     Verdict,
     entry_points,
     exhausted,
+    first_byte_budget_s,
     is_tier_failure,
     judge_status,
-    latency_limit_s,
 )
 from tiergate.gateway.gates import CascadeWalk, TierGates
 from tiergate.sim.faults import HEALTHY, FaultState
@@ -156,9 +156,7 @@ class SimGateway:
     # -- attempts ----------------------------------------------------------------------------
 
     def _limit(self, tier: str, tier_left: bool) -> float:
-        own = self.first_byte_s[tier]
-        limit = latency_limit_s(self.policy, tier_left=tier_left)
-        return own if limit is None else min(limit, own)
+        return first_byte_budget_s(self.policy, self.first_byte_s[tier], tier_left=tier_left)
 
     def serving(self, name: str) -> bool:
         """Whether tier ``name`` answers at all now (what its health probe sees)."""
