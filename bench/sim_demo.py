@@ -107,6 +107,6 @@ if __name__ == "__main__":
             print(
                 f"  {name:28s} served {stats.requests:5d}  ttft p50 "
                 f"{(p50 or 0) * speedup:6.3f} p95 {(p95 or 0) * speedup:6.3f}  "
-                f"left {dict(sorted(stats.fallbacks.items()))} -> {stats.moved_to}"
+                f"left {dict(sorted(stats.fallbacks.items()))}"
             )
         print("  failed", simulation.gateway.failed, "events", simulation.events.counts)

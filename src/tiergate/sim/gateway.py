@@ -49,10 +49,7 @@ class TierStats:
     output_tokens: int = 0
     ttft: LogHistogram = field(default_factory=LogHistogram)
     itl: LogHistogram = field(default_factory=LogHistogram)
-    failed_attempts: int = 0
-    broken: int = 0  # streams cut after they started (their pod went away)
     fallbacks: dict[str, int] = field(default_factory=dict)  # reason -> requests that left
-    moved_to: dict[str, int] = field(default_factory=dict)  # target tier -> requests
 
     def left(self, reason: str) -> None:
         self.fallbacks[reason] = self.fallbacks.get(reason, 0) + 1
@@ -234,7 +231,6 @@ class SimGateway:
         tier = request.tier or ""
         now = self.loop.now
         self.gates.record(tier, now, False)
-        self.stats[tier].failed_attempts += 1
         self._moved(request, tier, reason)
         if request.failures is None:
             request.failures = []
@@ -274,10 +270,6 @@ class SimGateway:
         stats = self.stats[tier]
         stats.requests += 1
         stats.ttft.add(at - request.arrival)
-        if request.fallbacks:
-            source = request.fallbacks[-1][0]
-            moved = self.stats[source].moved_to
-            moved[tier] = moved.get(tier, 0) + 1
 
     def finished(self, request: SimRequest, at: float) -> None:
         request.finished_at = at
@@ -303,7 +295,5 @@ class SimGateway:
             self._fail(request, RESET, None)
             return
         request.status = 502
-        stats = self.stats[request.tier or ""]
-        stats.broken += 1
-        stats.requests -= 1  # counted when it started; it ends failed
+        self.stats[request.tier or ""].requests -= 1  # counted when it started; it ends failed
         self._end(request)
